@@ -1,0 +1,102 @@
+"""Where the network runs: a plan that maps its two stages to devices, kept as plain data.
+
+The early stage holds the first `split` conv blocks (conv1 and conv2 by default), the late stage the
+rest and the classifier. Modes: `hybrid` puts the early stage on the accelerator and the late stage on
+the CPU; `single` puts everything on one device; `auto` is hybrid when an accelerator is present and
+single on the CPU otherwise. Detection order: CUDA, then Apple MPS, then CPU.
+"""
+from dataclasses import asdict, dataclass
+
+import torch
+
+from utils.errors import UserError
+
+MODES = ("auto", "hybrid", "single")
+BLOCKS = ("conv1", "conv2", "conv3", "fc")  # in forward order; the plan splits this list in two
+DEFAULT_SPLIT = 2  # conv1, conv2 early; conv3, fc late
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What accelerators a machine has: detected, or described by hand (tests, planning)."""
+    cuda_devices: int = 0
+    mps: bool = False
+
+    @classmethod
+    def detect(cls) -> "Machine":
+        mps = getattr(torch.backends, "mps", None)
+        return cls(torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                   bool(mps and mps.is_available()))
+
+    def accelerator(self):
+        return "cuda:0" if self.cuda_devices else "mps" if self.mps else None
+
+
+@dataclass(frozen=True)
+class Placement:
+    early: str = "cpu"
+    late: str = "cpu"
+    split: int = DEFAULT_SPLIT  # how many conv blocks run in the early stage (1 to 3)
+
+    def __post_init__(self):
+        if not 1 <= self.split <= 3:
+            raise UserError(f"split must be 1, 2 or 3 conv blocks in the early stage, not {self.split}")
+
+    @property
+    def hybrid(self) -> bool:
+        return self.early != self.late
+
+    @property
+    def short_name(self) -> str:
+        """cpu, cuda, mps, hybrid-cuda, hybrid-mps: used in checkpoint names."""
+        accelerator = self.early.split(":")[0]
+        return f"hybrid-{accelerator}" if self.hybrid else accelerator
+
+    def describe(self) -> str:
+        """For example: conv1,conv2 -> cuda:0 | conv3,fc -> cpu"""
+        early, late = ",".join(BLOCKS[: self.split]), ",".join(BLOCKS[self.split:])
+        return f"{early} -> {self.early} | {late} -> {self.late}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, plan: dict) -> "Placement":
+        return cls(**plan)
+
+
+def normalize_device(device: str, machine: Machine) -> str:
+    """'cuda' -> 'cuda:0'; refuse a device this machine does not have."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r} (use cpu, cuda, cuda:N or mps)") from None
+    if parsed.type == "cpu":
+        return "cpu"
+    if parsed.type == "cuda":
+        index = parsed.index or 0
+        if index >= machine.cuda_devices:
+            found = f"{machine.cuda_devices} CUDA device(s)" if machine.cuda_devices else "no CUDA device"
+            raise UserError(f"device {device!r} asked for, but this machine has {found}")
+        return f"cuda:{index}"
+    if parsed.type == "mps":
+        if not machine.mps:
+            raise UserError(f"device {device!r} asked for, but Apple's MPS backend is not available here")
+        return "mps"
+    raise UserError(f"unsupported device {device!r} (use cpu, cuda, cuda:N or mps)")
+
+
+def resolve_placement(mode="auto", device=None, machine=None, split=DEFAULT_SPLIT) -> Placement:
+    """Turn a mode and an optional explicit device into a plan for this (or a described) machine."""
+    if mode not in MODES:
+        raise UserError(f"placement must be one of {', '.join(MODES)}, not {mode!r}")
+    machine = machine or Machine.detect()
+    chosen = normalize_device(device, machine) if device else machine.accelerator() or "cpu"
+    if mode == "single":
+        return Placement(chosen, chosen, split)
+    if mode == "hybrid" and chosen == "cpu":
+        raise UserError("hybrid placement needs an accelerator (CUDA or MPS), and none is "
+                        + ("asked for" if device else "present") + "; use --placement single or auto")
+    if chosen == "cpu":  # auto without an accelerator
+        return Placement("cpu", "cpu", split)
+    return Placement(chosen, "cpu", split)

@@ -1,0 +1,126 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import HybridCNN, Machine, Placement, count_parameters, resolve_placement
+from utils.errors import UserError
+
+CPU_ONLY, ONE_GPU, APPLE = Machine(), Machine(cuda_devices=1), Machine(mps=True)
+
+
+def digits(mnist, n):
+    return mnist.train_images[:n].float() / 255, mnist.train_labels[:n]
+
+
+def test_parameter_budget():
+    assert count_parameters(HybridCNN()) < 25_000
+
+
+@pytest.mark.parametrize("batch", [1, 2, 64])
+def test_output_shape(batch):
+    model = HybridCNN()
+    if batch == 1:
+        model.eval()  # BatchNorm cannot train on a single example
+    assert model(torch.rand(batch, 1, 28, 28)).shape == (batch, 10)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 28, 28), (4, 1, 32, 32), (1, 28, 28), (4, 1, 28)])
+def test_wrong_input_shape_is_a_clear_error(shape):
+    with pytest.raises(ValueError, match=r"expects a batch of shape \(N, 1, 28, 28\)"):
+        HybridCNN().eval()(torch.rand(shape))
+
+
+def test_every_parameter_gets_a_gradient(mnist):
+    torch.manual_seed(0)
+    model = HybridCNN()
+    images, labels = digits(mnist, 64)
+    F.cross_entropy(model(images), labels).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("machine, mode, device, expected", [
+    (CPU_ONLY, "auto", None, Placement("cpu", "cpu")),
+    (ONE_GPU, "auto", None, Placement("cuda:0", "cpu")),
+    (APPLE, "auto", None, Placement("mps", "cpu")),
+    (Machine(cuda_devices=1, mps=True), "auto", None, Placement("cuda:0", "cpu")),  # CUDA first
+    (ONE_GPU, "auto", "cpu", Placement("cpu", "cpu")),  # an explicit device wins
+    (ONE_GPU, "single", None, Placement("cuda:0", "cuda:0")),
+    (CPU_ONLY, "single", None, Placement("cpu", "cpu")),
+    (ONE_GPU, "single", "cpu", Placement("cpu", "cpu")),
+    (ONE_GPU, "hybrid", "cuda", Placement("cuda:0", "cpu")),
+    (APPLE, "hybrid", None, Placement("mps", "cpu")),
+    (Machine(cuda_devices=2), "hybrid", "cuda:1", Placement("cuda:1", "cpu")),
+])
+def test_plan_resolution(machine, mode, device, expected):
+    assert resolve_placement(mode, device, machine) == expected
+
+
+@pytest.mark.parametrize("machine, mode, device, message", [
+    (CPU_ONLY, "hybrid", None, "needs an accelerator"),
+    (CPU_ONLY, "auto", "cuda", "no CUDA device"),
+    (ONE_GPU, "single", "cuda:1", "has 1 CUDA device"),
+    (CPU_ONLY, "single", "mps", "MPS backend is not available"),
+    (CPU_ONLY, "single", "tpu", "device"),
+    (CPU_ONLY, "sideways", None, "placement must be one of"),
+])
+def test_bad_plans_are_clear_errors(machine, mode, device, message):
+    with pytest.raises(UserError, match=message):
+        resolve_placement(mode, device, machine)
+
+
+def test_plan_is_plain_data_and_split_is_one_argument():
+    plan = resolve_placement("auto", machine=ONE_GPU)
+    assert plan.describe() == "conv1,conv2 -> cuda:0 | conv3,fc -> cpu"
+    assert plan.short_name == "hybrid-cuda"
+    assert Placement.from_dict(plan.to_dict()) == plan
+    assert all(isinstance(value, (str, int)) for value in plan.to_dict().values())
+    moved = resolve_placement("auto", machine=ONE_GPU, split=3)
+    assert moved.describe() == "conv1,conv2,conv3 -> cuda:0 | fc -> cpu"
+    assert "placement: conv1,conv2 -> cpu | conv3,fc -> cpu" in repr(HybridCNN())
+    with pytest.raises(UserError, match="split must be"):
+        Placement(split=4)
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_two_stage_split_equals_single_device_exactly(mnist, split):
+    torch.manual_seed(0)
+    single = HybridCNN()
+    staged = HybridCNN(Placement("cpu", "cpu", split))
+    staged.load_state_dict(single.state_dict())
+    images, labels = digits(mnist, 32)
+    results = []
+    for model in (single, staged):
+        torch.manual_seed(1)  # same dropout mask
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        results.append((loss, [parameter.grad for parameter in model.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def compare_hybrid_with_cpu(accelerator, mnist):
+    torch.manual_seed(0)
+    reference = HybridCNN().eval()
+    hybrid = HybridCNN(resolve_placement("hybrid", accelerator)).eval()
+    hybrid.load_state_dict(reference.state_dict())
+    images, labels = digits(mnist, 64)
+    outputs = [model(images) for model in (reference, hybrid)]
+    assert outputs[1].device.type == "cpu"
+    for output in outputs:
+        F.cross_entropy(output, labels).backward()
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-4)
+    for cpu_parameter, hybrid_parameter in zip(reference.parameters(), hybrid.parameters()):
+        assert torch.allclose(cpu_parameter.grad, hybrid_parameter.grad.cpu(), atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_hybrid_on_cuda_matches_cpu(mnist):
+    compare_hybrid_with_cpu("cuda", mnist)
+
+
+@pytest.mark.mps
+@pytest.mark.skipif(not Machine.detect().mps, reason="Apple's MPS backend is not available on this machine")
+def test_hybrid_on_mps_matches_cpu(mnist):
+    compare_hybrid_with_cpu("mps", mnist)
