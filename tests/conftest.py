@@ -1,6 +1,12 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from utils.data import load_mnist, raw_dir
+from utils.data import MNIST, load_mnist, raw_dir
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -12,3 +18,23 @@ def mnist():
 @pytest.fixture(scope="session")
 def real_raw_dir(mnist):
     return raw_dir()
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist):
+    """The first 4,000 training and 1,000 test digits: real data for tests that train several times."""
+    return MNIST(mnist.train_images[:4000], mnist.train_labels[:4000], mnist.test_images[:1000], mnist.test_labels[:1000])
+
+
+def run_script(*args, timeout=600):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def one_epoch_run(tmp_path_factory, mnist):
+    """`python train.py --epochs 1` exactly as a user runs it, once per test session."""
+    models = tmp_path_factory.mktemp("models")
+    result = run_script("train.py", "--epochs", "1", "--quiet", "--models-dir", str(models))
+    assert result.returncode == 0, result.stderr
+    (checkpoint,) = models.glob("*.pth")
+    return result, checkpoint

@@ -1,0 +1,111 @@
+"""The whole story in one run: data, what the augmentation does, training, checkpoint, accuracy check,
+pictures and a summary.
+
+    python run_pipeline.py --epochs 1 --aug-samples 3 --aug-per-sample 5
+    python run_pipeline.py --epochs 0          # the augmentation pictures alone
+
+It takes every flag train.py takes and trains with the same engine (train.train).
+"""
+import argparse
+import time
+
+import torch
+
+import train
+from utils.augmentation import augment
+from utils.data import load_mnist
+from utils.errors import UserError, run_cli
+
+MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
+
+
+def bounded_count(text):
+    value = train.positive_int(text)
+    if value > MAX_AUGMENTATION_PICTURES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_AUGMENTATION_PICTURES}, not {value}")
+    return value
+
+
+def non_negative_int(text):
+    return 0 if text.strip() == "0" else train.positive_int(text)
+
+
+def parse_args(argv):
+    parser = train.OneLineErrors(description="Augmentation pictures, training, checkpoint, accuracy check, summary.")
+    train.add_training_flags(parser, epochs_type=non_negative_int)
+    parser.add_argument("--aug-samples", type=bounded_count, default=3, help="digits shown in the augmentation grid (1-64, default: %(default)s)")
+    parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")
+    parser.add_argument("--min-accuracy", type=float, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
+    parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def augmentation_demo(data, samples, per_sample, seed, folder):
+    """Draw `samples` training digits of different classes and `per_sample` augmentations of each, with the
+    very function and settings that training uses."""
+    from utils.plotting import augmentation_grid  # matplotlib costs about a second: only when drawing
+
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data.train_labels), generator=generator)
+    picked, seen = [], set()
+    for index in order.tolist():  # distinct digits first, repeats once all ten are shown
+        if data.train_labels[index].item() not in seen or len(seen) == 10:
+            picked.append(index)
+            seen.add(data.train_labels[index].item())
+        if len(picked) == samples:
+            break
+    originals = data.train_images[picked].float() / 255
+    augmented = augment(originals.repeat_interleave(per_sample, 0), generator=generator)
+    return augmentation_grid(originals, augmented.view(samples, per_sample, 1, 28, 28), data.train_labels[picked], folder)
+
+
+def main(argv=None):
+    started = time.perf_counter()
+    args = parse_args(argv)
+    config = train.config_from_args(args)
+
+    print("== 1. data")
+    data = load_mnist(config.data_dir)
+
+    print(f"== 2. augmentation: {args.aug_samples} digits x {args.aug_per_sample} augmentations")
+    pictures = [augmentation_demo(data, args.aug_samples, args.aug_per_sample, config.seed, args.samples_dir)]
+    print(f"wrote {pictures[0]}")
+
+    checkpoint, test_accuracy = None, None
+    if config.epochs > 0:
+        from utils.plotting import confident_mistakes, confusion_matrix, training_curves
+
+        print("== 3. training")
+        model, checkpoint, history = train.train(config, data)
+        test_accuracy = history[-1]["test_accuracy"]
+
+        print("== 4. pictures of the trained model")
+        with torch.no_grad():
+            model.eval()
+            probabilities = torch.cat([model(train.normalize(chunk)).softmax(1).cpu()
+                                       for chunk in data.test_images.split(1000)])
+        predictions = probabilities.argmax(1)
+        pictures += [training_curves(history, len(data.train_labels), args.samples_dir),
+                     confusion_matrix(predictions, data.test_labels, args.samples_dir),
+                     confident_mistakes(data.test_images, data.test_labels, probabilities, args.samples_dir)]
+        for picture in pictures[1:]:
+            print(f"wrote {picture}")
+
+    print("== summary")
+    print(f"samples drawn: {args.aug_samples}, augmentations per sample: {args.aug_per_sample}")
+    print(f"epochs trained: {config.epochs}")
+    if checkpoint:
+        passed = test_accuracy >= args.min_accuracy
+        print(f"final test accuracy: {test_accuracy:.2f}% (minimum {args.min_accuracy:.1f}%: {'passed' if passed else 'FAILED'})")
+        print(f"checkpoint: {checkpoint}")
+    else:
+        print("final test accuracy: not trained (--epochs 0), no checkpoint")
+    print(f"pictures written: {len(pictures)}: {', '.join(str(p) for p in pictures)}")
+    print(f"total time: {time.perf_counter() - started:.1f} s")
+    if checkpoint and not passed:
+        raise UserError(f"test accuracy {test_accuracy:.2f}% is below the minimum {args.min_accuracy:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

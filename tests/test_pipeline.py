@@ -1,0 +1,54 @@
+import re
+
+import pytest
+from PIL import Image
+
+import run_pipeline
+from utils.errors import run_cli
+
+from conftest import run_script
+
+
+def test_pipeline_end_to_end(tmp_path, mnist):
+    models, samples = tmp_path / "models", tmp_path / "samples"
+    result = run_script("run_pipeline.py", "--epochs", "1", "--aug-samples", "3", "--aug-per-sample", "5", "--quiet",
+                        "--models-dir", str(models), "--samples-dir", str(samples))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "samples drawn: 3, augmentations per sample: 5" in out and "epochs trained: 1" in out
+    accuracy = float(re.search(r"final test accuracy: ([\d.]+)% \(minimum 95.0%: passed\)", out).group(1))
+    (checkpoint,) = models.glob("*.pth")
+    assert f"checkpoint: {checkpoint}" in out
+    import torch
+    assert round(torch.load(checkpoint, weights_only=True)["final_test_accuracy"], 2) == accuracy
+    kinds = sorted(re.sub(r"_\d{8}_\d{6}\.png$", "", path.name) for path in samples.glob("*.png"))
+    assert kinds == ["augmentation", "confident_mistakes", "confusion_matrix", "training_curves"]
+    assert "pictures written: 4" in out and re.search(r"total time: [\d.]+ s", out)
+    # The grid: 3 rows of 6 panels (original + 5) at 140 x 150 pixels each, plus the title band.
+    (grid,) = samples.glob("augmentation_*.png")
+    assert Image.open(grid).size == (6 * 140, 3 * 150 + 40)
+
+
+def test_demo_only_leaves_no_checkpoint(tmp_path, mnist):
+    models, samples = tmp_path / "models", tmp_path / "samples"
+    result = run_script("run_pipeline.py", "--epochs", "0", "--aug-samples", "2", "--aug-per-sample", "7",
+                        "--models-dir", str(models), "--samples-dir", str(samples))
+    assert result.returncode == 0, result.stderr
+    assert not models.exists() or not list(models.iterdir())
+    (grid,) = samples.glob("augmentation_*.png")
+    assert Image.open(grid).size == (8 * 140, 2 * 150 + 40)
+    assert "no checkpoint" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--aug-samples", "0"], "--aug-samples: must be at least 1, not 0"),
+    (["--aug-per-sample", "65"], "--aug-per-sample: must be at most 64, not 65"),
+    (["--aug-samples", "three"], "--aug-samples: 'three' is not a whole number"),
+    (["--epochs", "-1"], "--epochs: must be at least 1, not -1"),
+])
+def test_bad_flags_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(run_pipeline.main, argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error

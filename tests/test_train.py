@@ -1,0 +1,167 @@
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train
+from model import HybridCNN
+from utils.checkpoint import load_checkpoint, save_new
+from utils.errors import UserError, run_cli
+
+from conftest import REPO, run_script
+
+
+def quiet_config(tmp_path, **overrides):
+    return train.Config(quiet=True, models_dir=str(tmp_path / "models"), **overrides)
+
+
+def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
+    result, path = one_epoch_run
+    assert re.fullmatch(r"model_cpu_\d{8}_\d{6}\.pth", path.name)
+    state = torch.load(path, weights_only=True)  # plain types and tensors only
+    for key in ("model_state_dict", "optimizer_state_dict", "device_used", "placement", "epochs",
+                "final_test_accuracy", "parameters", "seed", "torch_version", "timestamp", "hyperparameters"):
+        assert key in state, key
+    assert state["epochs"] == 1 and state["seed"] == 1 and state["device_used"] == "cpu"
+    assert state["parameters"] == sum(t.numel() for t in HybridCNN().parameters())
+    assert isinstance(state["final_test_accuracy"], float) and isinstance(state["torch_version"], str)
+    assert state["final_test_accuracy"] >= 99.0  # the promise for the default seed
+    assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+% \| test loss [\d.]+ acc 99\.\d\d%", result.stdout)
+
+    model = HybridCNN()  # an independent evaluation of the saved weights
+    model.load_state_dict(state["model_state_dict"])
+    model.eval()
+    with torch.no_grad():
+        logits = model((mnist.test_images.float() / 255 - train.MEAN) / train.STD)
+    accuracy = (logits.argmax(1) == mnist.test_labels).double().mean().item() * 100
+    assert accuracy == pytest.approx(state["final_test_accuracy"], abs=1e-9)
+
+
+def test_same_seed_same_result(tmp_path, small_mnist):
+    runs = [train.train(quiet_config(tmp_path, seed=5), data=small_mnist, log=lambda m: None) for _ in range(2)]
+    assert runs[0][2][-1]["test_accuracy"] == runs[1][2][-1]["test_accuracy"]
+    for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values()):
+        assert torch.equal(a, b)
+    other = train.train(quiet_config(tmp_path, seed=6), data=small_mnist, log=lambda m: None)
+    assert not torch.equal(other[0].conv1.conv.weight, runs[0][0].conv1.conv.weight)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, small_mnist):
+    config = quiet_config(tmp_path, epochs=2, augment=True)
+    straight, _, _ = train.train(config, data=small_mnist, log=lambda m: None)
+
+    def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
+        if message.startswith("epoch 2/2"):
+            raise KeyboardInterrupt
+
+    interrupted = quiet_config(tmp_path / "second", epochs=2, augment=True)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(interrupted, data=small_mnist, log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "second" / "models").glob("*.pth")
+    assert load_checkpoint(path)["epochs"] == 1
+    resumed_config = quiet_config(tmp_path / "third", epochs=2, augment=True, resume=str(path))
+    resumed, _, history = train.train(resumed_config, data=small_mnist, log=lambda m: None)
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_other_architecture(tmp_path, small_mnist):
+    _, path, _ = train.train(quiet_config(tmp_path), data=small_mnist, log=lambda m: None)
+    state = torch.load(path, weights_only=True)
+    state["architecture"] = "ResNet18"
+    torch.save(state, tmp_path / "other.pth")
+    state["architecture"] = "HybridCNN"
+    state["model_state_dict"]["fc.2.weight"] = torch.zeros(10, 500)
+    torch.save(state, tmp_path / "reshaped.pth")
+    with pytest.raises(UserError, match="architecture 'ResNet18'"):
+        train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "other.pth")), data=small_mnist)
+    with pytest.raises(UserError, match="do not fit this HybridCNN"):
+        train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "reshaped.pth")), data=small_mnist)
+    with pytest.raises(UserError, match="already has 1 epoch"):
+        train.train(quiet_config(tmp_path, epochs=1, resume=str(path)), data=small_mnist)
+
+
+def test_diverging_loss_stops_without_checkpoint(tmp_path, small_mnist):
+    with pytest.raises(UserError, match="loss became (nan|inf)"):
+        train.train(quiet_config(tmp_path, lr=1e30), data=small_mnist, log=lambda m: None)
+    assert not list((tmp_path / "models").glob("*"))
+
+
+def test_two_saves_in_one_second_do_not_collide(tmp_path):
+    first = save_new({"a": 1}, tmp_path, "cpu")
+    second = save_new({"a": 2}, tmp_path, "cpu")
+    assert first != second and torch.load(first)["a"] == 1 and torch.load(second)["a"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name])
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory, small_mnist):
+    tmp_path = tmp_path_factory.mktemp("bad")
+    _, good, _ = train.train(quiet_config(tmp_path), data=small_mnist, log=lambda m: None)
+    (tmp_path / "truncated.pth").write_bytes(good.read_bytes()[:5000])
+    (tmp_path / "text.pth").write_text("not a checkpoint\n")
+    torch.save({"model_state_dict": Evil()}, tmp_path / "pickled.pth")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pth")
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "--epochs: must be at least 1, not 0"),
+    (["--epochs", "-3"], "--epochs: must be at least 1, not -3"),
+    (["--epochs", "1.5"], "--epochs: '1.5' is not a whole number"),
+    (["--epochs", "many"], "--epochs: 'many' is not a whole number"),
+    (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+    (["--lr", "nan"], "--lr: must be a positive number"),
+    (["--placement", "sideways"], "--placement: invalid choice"),
+])
+def test_bad_flags_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train.main, argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+
+
+@pytest.mark.parametrize("name, message", [
+    ("missing.pth", "does not exist"),
+    ("truncated.pth", "not a readable checkpoint"),
+    ("text.pth", "not a readable checkpoint"),
+    ("pickled.pth", "refused: it holds pickled code"),
+    ("foreign.pth", "not a checkpoint of this project"),
+])
+def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
+    assert run_cli(train.main, ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error and "pwned" not in error
+
+
+def test_cli_error_has_no_traceback(tmp_path):
+    result = run_script("train.py", "--resume", str(tmp_path / "nothing.pth"), "--epochs", "2")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: checkpoint") and result.stderr.count("\n") == 1
+
+
+def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
+    models = tmp_path / "models"
+    process = subprocess.Popen([sys.executable, "train.py", "--epochs", "1", "--models-dir", str(models)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not models.exists() and time.time() < deadline:  # the folder appears when training starts
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and "interrupted" in stderr.splitlines()[-1]
+    assert list(models.iterdir()) == []

@@ -1,0 +1,54 @@
+"""Checkpoints: plain types and tensors only (so `torch.load(path, weights_only=True)` reads them),
+written atomically (temporary file, then rename) under names that never collide."""
+from pathlib import Path
+
+import torch
+
+from utils.errors import UserError
+from utils.files import replace_atomically, timestamp, write_new
+
+ARCHITECTURE = "HybridCNN"
+REQUIRED_KEYS = ("architecture", "model_state_dict", "optimizer_state_dict", "placement", "epochs",
+                 "final_test_accuracy", "parameters", "seed")
+
+
+def save_new(state: dict, models_dir, device_name: str) -> Path:
+    """Write models_dir/model_<device>_<YYYYmmdd_HHMMSS>.pth; two runs in the same second get distinct names."""
+    try:
+        return write_new(models_dir, f"model_{device_name}_{timestamp()}", ".pth", lambda path: torch.save(state, path))
+    except OSError as error:
+        raise UserError(f"cannot write a checkpoint in {models_dir}: {error.strerror or error}") from None
+
+
+def save_over(state: dict, path: Path) -> None:
+    """Atomically replace this run's own checkpoint (written by save_new) with a newer state."""
+    replace_atomically(path, lambda temporary: torch.save(state, temporary))
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint with weights-only loading; every way it can be wrong is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types here: classify by what it says
+        if "GLOBAL" in str(error):  # weights-only unpickling met a class or function: code, refused
+            raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "
+                            "loading does not allow (not a checkpoint written by this project)") from None
+        raise UserError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file)") from None
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+        missing = REQUIRED_KEYS if not isinstance(state, dict) else [k for k in REQUIRED_KEYS if k not in state]
+        raise UserError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
+    if state["architecture"] != ARCHITECTURE:
+        raise UserError(f"{path}: a checkpoint of architecture {state['architecture']!r}, not {ARCHITECTURE}")
+    return state
+
+
+def restore_model(model: torch.nn.Module, state: dict, path) -> None:
+    """Load weights, refusing a state dict whose layers or shapes differ from this model's."""
+    try:
+        model.load_state_dict(state["model_state_dict"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
+        raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None

@@ -1,0 +1,99 @@
+"""The pipeline's pictures, as PNG files through matplotlib. Each function draws one figure, saves it
+under a timestamped name that never overwrites anything, and returns the path."""
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no window, works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from utils.files import timestamp, write_new  # noqa: E402
+
+
+def save(figure, folder, stem):
+    figure.tight_layout()
+    try:
+        return write_new(folder, f"{stem}_{timestamp()}", ".png", lambda path: figure.savefig(path, dpi=100, format="png"))
+    finally:
+        plt.close(figure)
+
+
+def augmentation_grid(originals, augmented, labels, folder):
+    """A row per sample: the original digit, then its augmentations. augmented: (samples, per_sample, 1, 28, 28)."""
+    rows, per_sample = augmented.shape[:2]
+    figure, axes = plt.subplots(rows, per_sample + 1, figsize=(1.4 * (per_sample + 1), 1.5 * rows + 0.4), squeeze=False)
+    for row in range(rows):
+        pictures = [originals[row], *augmented[row]]
+        for column, picture in enumerate(pictures):
+            axis = axes[row, column]
+            axis.imshow(picture.squeeze(0).cpu(), cmap="gray", vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title("original" if column == 0 else f"augmented {column}", fontsize=9)
+        axes[row, 0].set_ylabel(f"label {int(labels[row])}", fontsize=10)
+    figure.suptitle("What training sees: the original and random augmentations", fontsize=11)
+    return save(figure, folder, "augmentation")
+
+
+def training_curves(history, train_size, folder):
+    """Loss and accuracy: training over steps (25-step averages) and per epoch, test per epoch."""
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for entry in history:
+        start = entry["epoch"] - 1
+        x = [start + seen / train_size for seen, _, _ in entry["curve"]]
+        loss_axis.plot(x, [loss for _, loss, _ in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
+                       label="train, 25-step average" if start == 0 else None)
+        accuracy_axis.plot(x, [accuracy for _, _, accuracy in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
+                           label="train, 25-step average" if start == 0 else None)
+    epochs = [entry["epoch"] for entry in history]
+    for axis, key, unit in ((loss_axis, "loss", ""), (accuracy_axis, "accuracy", " (%)")):
+        axis.plot(epochs, [entry[f"train_{key}"] for entry in history], "o-", color="tab:blue", label="train, epoch mean")
+        axis.plot(epochs, [entry[f"test_{key}"] for entry in history], "s-", color="tab:red", label="test, end of epoch")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(key + unit)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    loss_axis.set_yscale("log")
+    accuracy_axis.set_ylim(max(0, min(a for e in history for _, _, a in e["curve"][1:] or [(0, 0, 90)]) - 1), 100.2)
+    last = history[-1]
+    figure.suptitle(f"Training curves: {last['test_accuracy']:.2f}% test accuracy after {last['epoch']} epoch(s)")
+    return save(figure, folder, "training_curves")
+
+
+def confusion_matrix(predictions, labels, folder):
+    matrix = torch.zeros(10, 10, dtype=torch.long)
+    matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+    figure, axis = plt.subplots(figsize=(7, 6))
+    image = axis.imshow(matrix.float().log1p(), cmap="Blues")
+    for true in range(10):
+        for predicted in range(10):
+            count = int(matrix[true, predicted])
+            if count:
+                axis.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                          color="white" if true == predicted else "black")
+    axis.set_xticks(range(10))
+    axis.set_yticks(range(10))
+    axis.set_xlabel("predicted digit")
+    axis.set_ylabel("true digit")
+    errors = int(matrix.sum() - matrix.trace())
+    axis.set_title(f"Confusion matrix on the {int(matrix.sum()):,} test digits ({errors} wrong)")
+    figure.colorbar(image, ax=axis, label="log(1 + count)")
+    return save(figure, folder, "confusion_matrix")
+
+
+def confident_mistakes(images, labels, probabilities, folder, count=24):
+    """The wrong predictions the model was surest of, with predicted and true labels."""
+    confidence, predicted = probabilities.max(1)
+    wrong = (predicted != labels).nonzero().squeeze(1)
+    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    columns = 8
+    rows = max(1, -(-len(order) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.5), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, order.tolist()):
+        axis.imshow(images[index].squeeze(0), cmap="gray")
+        axis.set_title(f"pred {int(predicted[index])} ({confidence[index]:.0%})\ntrue {int(labels[index])}",
+                       fontsize=8, color="tab:red")
+    figure.suptitle(f"The {len(order)} most confident mistakes of {len(wrong)} on the test set", fontsize=11)
+    return save(figure, folder, "confident_mistakes")
