@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from utils.data import MNIST, load_mnist, raw_dir
+from utils.errors import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,15 @@ def real_raw_dir(mnist):
 def small_mnist(mnist):
     """The first 4,000 training and 1,000 test digits: real data for tests that train several times."""
     return MNIST(mnist.train_images[:4000], mnist.train_labels[:4000], mnist.test_images[:1000], mnist.test_labels[:1000])
+
+
+def assert_bad_flags_rejected(main, argv, message, capsys):
+    """A bad flag: exit 2 and exactly one line on stderr that says what is wrong."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
 
 
 def run_script(*args, timeout=600):

@@ -1,12 +1,12 @@
 import re
 
 import pytest
+import torch
 from PIL import Image
 
 import run_pipeline
-from utils.errors import run_cli
 
-from conftest import run_script
+from conftest import assert_bad_flags_rejected, run_script
 
 
 def test_pipeline_end_to_end(tmp_path, mnist):
@@ -19,7 +19,6 @@ def test_pipeline_end_to_end(tmp_path, mnist):
     accuracy = float(re.search(r"final test accuracy: ([\d.]+)% \(minimum 95.0%: passed\)", out).group(1))
     (checkpoint,) = models.glob("*.pth")
     assert f"checkpoint: {checkpoint}" in out
-    import torch
     assert round(torch.load(checkpoint, weights_only=True)["final_test_accuracy"], 2) == accuracy
     kinds = sorted(re.sub(r"_\d{8}_\d{6}\.png$", "", path.name) for path in samples.glob("*.png"))
     assert kinds == ["augmentation", "confident_mistakes", "confusion_matrix", "training_curves"]
@@ -47,8 +46,4 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist):
     (["--epochs", "-1"], "--epochs: must be at least 1, not -1"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(run_pipeline.main, argv)
-    assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and message in error
+    assert_bad_flags_rejected(run_pipeline.main, argv, message, capsys)

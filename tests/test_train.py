@@ -13,7 +13,7 @@ from model import HybridCNN
 from utils.checkpoint import load_checkpoint, save_new
 from utils.errors import UserError, run_cli
 
-from conftest import REPO, run_script
+from conftest import REPO, assert_bad_flags_rejected, run_script
 
 
 def quiet_config(tmp_path, **overrides):
@@ -126,11 +126,7 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     (["--placement", "sideways"], "--placement: invalid choice"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(train.main, argv)
-    assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and message in error
+    assert_bad_flags_rejected(train.main, argv, message, capsys)
 
 
 @pytest.mark.parametrize("name, message", [
