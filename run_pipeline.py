@@ -80,10 +80,7 @@ def main(argv=None):
         test_accuracy = history[-1]["test_accuracy"]
 
         print("== 4. pictures of the trained model")
-        with torch.no_grad():
-            model.eval()
-            probabilities = torch.cat([model(train.normalize(chunk)).softmax(1).cpu()
-                                       for chunk in data.test_images.split(1000)])
+        _, _, probabilities = train.evaluate(model, data.test_images, data.test_labels)
         predictions = probabilities.argmax(1)
         pictures += [training_curves(history, len(data.train_labels), args.samples_dir),
                      confusion_matrix(predictions, data.test_labels, args.samples_dir),

@@ -50,7 +50,7 @@ class Config:
         return self.epochs > 1 if self.augment is None else self.augment
 
 
-HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup", "augment")
+HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup")  # + "augment", as resolved
 
 
 def positive_int(text):
@@ -114,17 +114,17 @@ def normalize(images_uint8):
 
 @torch.no_grad()
 def evaluate(model, images, labels, batch_size=1000):
-    """Mean loss, accuracy in percent and the predicted classes over a whole set."""
+    """Mean loss, accuracy in percent and the class probabilities (on the CPU) over a whole set."""
     model.eval()
-    losses, predictions = [], []
+    losses, probabilities = [], []
     for start in range(0, len(images), batch_size):
         logits = model(normalize(images[start:start + batch_size]))
         target = labels[start:start + batch_size].to(logits.device)
         losses.append(F.cross_entropy(logits, target, reduction="sum"))
-        predictions.append(logits.argmax(1).cpu())
-    predictions = torch.cat(predictions)
-    accuracy = (predictions == labels.cpu()).double().mean().item() * 100
-    return torch.stack(losses).sum().item() / len(images), accuracy, predictions
+        probabilities.append(logits.softmax(1).cpu())
+    probabilities = torch.cat(probabilities)
+    accuracy = (probabilities.argmax(1) == labels.cpu()).double().mean().item() * 100
+    return torch.stack(losses).sum().item() / len(images), accuracy, probabilities
 
 
 def train_one_epoch(model, optimizer, scheduler, images, labels, config, generator, progress):
