@@ -14,24 +14,24 @@ import torch
 import train
 from utils.augmentation import augment
 from utils.data import load_mnist
-from utils.errors import UserError, run_cli
+from utils.errors import OneLineErrors, UserError, positive_int, run_cli
 
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
 
 def bounded_count(text):
-    value = train.positive_int(text)
+    value = positive_int(text)
     if value > MAX_AUGMENTATION_PICTURES:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_AUGMENTATION_PICTURES}, not {value}")
     return value
 
 
 def non_negative_int(text):
-    return 0 if text.strip() == "0" else train.positive_int(text)
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def parse_args(argv):
-    parser = train.OneLineErrors(description="Augmentation pictures, training, checkpoint, accuracy check, summary.")
+    parser = OneLineErrors(description="Augmentation pictures, training, checkpoint, accuracy check, summary.")
     train.add_training_flags(parser, epochs_type=non_negative_int)
     parser.add_argument("--aug-samples", type=bounded_count, default=3, help="digits shown in the augmentation grid (1-64, default: %(default)s)")
     parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")

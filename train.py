@@ -22,7 +22,7 @@ from model.placement import MODES
 from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
 from utils.data import load_mnist
-from utils.errors import UserError, run_cli
+from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 
@@ -53,26 +53,6 @@ class Config:
 HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup")  # + "augment", as resolved
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
 def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int) -> None:
     """The flags train.py takes; run_pipeline.py takes the same ones."""
     default = Config()
@@ -94,13 +74,6 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int
 
 def config_from_args(args) -> Config:
     return Config(**{field.name: getattr(args, field.name) for field in fields(Config) if hasattr(args, field.name)})
-
-
-class OneLineErrors(argparse.ArgumentParser):
-    """argparse prints usage and exits 2 on bad flags; we keep exit 2 but print one line."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def batches(count, batch_size, generator, device):

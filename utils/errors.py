@@ -1,4 +1,7 @@
-"""One exception type for every mistake a user can fix, and the one place that prints it."""
+"""One exception type for every mistake a user can fix, the one place that prints it, and argument
+parsing that reports bad flags in one line too."""
+import argparse
+import math
 import sys
 
 
@@ -16,3 +19,30 @@ def run_cli(main, argv=None):
     except KeyboardInterrupt:
         print("interrupted: stopped before finishing; no partial files were left", file=sys.stderr)
         return 130
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse prints usage and exits 2 on bad flags; we keep exit 2 but print one line."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value

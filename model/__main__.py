@@ -1,0 +1,28 @@
+"""Show the network, its parameter count and its placement on this machine; optionally check a budget.
+
+    python -m model                    # print the layers and the parameter count
+    python -m model --budget 25000     # exit 1 unless the count is under 25,000 (used by CI)
+"""
+import sys
+
+from model import HybridCNN, count_parameters, resolve_placement
+from utils.errors import OneLineErrors, positive_int
+
+
+def main(argv=None):
+    parser = OneLineErrors(prog="python -m model", description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=positive_int, help="fail unless the parameter count is under this number")
+    args = parser.parse_args(argv)
+    model = HybridCNN(resolve_placement())
+    print(model)
+    parameters = count_parameters(model)
+    if args.budget is None:
+        print(f"parameters: {parameters:,}")
+        return 0
+    within = parameters < args.budget
+    print(f"parameters: {parameters:,} (budget: under {args.budget:,}): {'ok' if within else 'OVER BUDGET'}")
+    return 0 if within else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
