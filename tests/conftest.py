@@ -48,3 +48,12 @@ def one_epoch_run(tmp_path_factory, mnist):
     assert result.returncode == 0, result.stderr
     (checkpoint,) = models.glob("*.pth")
     return result, checkpoint
+
+
+@pytest.fixture(scope="session")
+def trained_model(one_epoch_run):
+    """The network that one_epoch_run saved, rebuilt from its checkpoint, in eval mode."""
+    from utils.checkpoint import load_model
+
+    model, _ = load_model(one_epoch_run[1])
+    return model

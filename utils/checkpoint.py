@@ -4,12 +4,13 @@ from pathlib import Path
 
 import torch
 
+from model import HybridCNN, Placement, count_parameters, resolve_placement
 from utils.errors import UserError
 from utils.files import replace_atomically, timestamp, write_new
 
 ARCHITECTURE = "HybridCNN"
-REQUIRED_KEYS = ("architecture", "model_state_dict", "optimizer_state_dict", "placement", "epochs",
-                 "final_test_accuracy", "parameters", "seed")
+REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
+            "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
 
 
 def save_new(state: dict, models_dir, device_name: str) -> Path:
@@ -37,9 +38,12 @@ def load_checkpoint(path) -> dict:
             raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "
                             "loading does not allow (not a checkpoint written by this project)") from None
         raise UserError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file)") from None
-    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
-        missing = REQUIRED_KEYS if not isinstance(state, dict) else [k for k in REQUIRED_KEYS if k not in state]
+    if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
+        missing = REQUIRED if not isinstance(state, dict) else [key for key in REQUIRED if key not in state]
         raise UserError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(state[key], kind) or isinstance(state[key], bool)]
+    if wrong:
+        raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
     if state["architecture"] != ARCHITECTURE:
         raise UserError(f"{path}: a checkpoint of architecture {state['architecture']!r}, not {ARCHITECTURE}")
     return state
@@ -52,3 +56,19 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
+
+
+def load_model(path, placement_mode="auto", device=None) -> tuple[HybridCNN, dict]:
+    """Rebuild the network a checkpoint records, for this machine: the recorded split point between the
+    stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
+    state = load_checkpoint(path)
+    try:
+        split = Placement.from_dict(state["placement"]).split
+    except (TypeError, UserError):
+        raise UserError(f"{path}: damaged checkpoint: placement {state['placement']!r} is not a plan") from None
+    model = HybridCNN(resolve_placement(placement_mode, device, split=split))
+    restore_model(model, state, path)
+    if count_parameters(model) != state["parameters"]:
+        raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
+                        f"{count_parameters(model):,}")
+    return model.eval(), state

@@ -1,0 +1,109 @@
+"""Evaluate a saved checkpoint (one from train.py, or the model artifact of a CI run), or read digits
+from image files with it.
+
+    python evaluate.py models/model_cpu_20261123_130720.pth     # test accuracy, per class, vs. recorded
+    python evaluate.py models                                    # the newest checkpoint in a folder
+    python evaluate.py models --image my_digit.png photo.jpg     # predict the digit in each image
+
+The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
+from what it records, placed for this machine.
+"""
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import train
+from utils.checkpoint import load_model
+from utils.data import load_mnist
+from utils.errors import OneLineErrors, UserError, run_cli
+from utils.images import load_digit
+
+TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
+#                  devices can flip a few borderline digits; more than this means other weights or data
+
+
+def parse_args(argv):
+    parser = OneLineErrors(description="Evaluate a checkpoint on the MNIST test set, or predict digits in images.")
+    parser.add_argument("checkpoint", metavar="PATH", help="a .pth checkpoint, or a folder: its newest checkpoint")
+    parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
+    parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
+    parser.add_argument("--min-accuracy", type=float, help="exit 1 if the measured test accuracy (%%) is below this")
+    return parser.parse_args(argv)
+
+
+def newest_checkpoint(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    found = sorted(path.glob("*.pth"), key=lambda candidate: candidate.stat().st_mtime)
+    if not found:
+        raise UserError(f"no checkpoint (*.pth) in {path}")
+    return found[-1]
+
+
+def evaluate_test_set(model, state, args) -> bool:
+    """Print overall and per-class accuracy; True when the figures agree with the recorded one (and reach
+    --min-accuracy when it is given)."""
+    data = load_mnist(args.data_dir)
+    started = time.perf_counter()
+    loss, accuracy, probabilities = train.evaluate(model, data.test_images, data.test_labels)
+    correct = probabilities.argmax(1) == data.test_labels
+    print(f"test set: {accuracy:.2f}% ({int(correct.sum()):,} of {len(correct):,} correct), "
+          f"loss {loss:.4f}, {time.perf_counter() - started:.1f} s")
+    print("per class:")
+    for digit in range(10):
+        mine = data.test_labels == digit
+        print(f"  {digit}: {correct[mine].double().mean().item() * 100:6.2f}% "
+              f"({int(correct[mine].sum()):,} of {int(mine.sum()):,})")
+
+    recorded = float(state["final_test_accuracy"])
+    difference = round((accuracy - recorded) / 100 * len(correct))  # in test digits
+    if difference == 0:
+        print(f"recorded in the checkpoint: {recorded:.2f}%: matches")
+    else:
+        print(f"recorded in the checkpoint: {recorded:.2f}%: DIFFERS by {abs(difference)} test digit(s) "
+              f"({'more' if difference > 0 else 'fewer'} correct here)")
+    ok = abs(accuracy - recorded) <= TOLERANCE
+    if not ok:
+        print(f"the difference is larger than {TOLERANCE} points: other weights or other test data", file=sys.stderr)
+    if args.min_accuracy is not None:
+        reached = accuracy >= args.min_accuracy
+        print(f"minimum {args.min_accuracy:.2f}%: {'passed' if reached else 'FAILED'}")
+        ok = ok and reached
+    return ok
+
+
+@torch.no_grad()
+def predict_images(model, files) -> bool:
+    """Print the predicted digit and its probability for each file; a bad file gets one error line."""
+    all_read = True
+    for file in files:
+        try:
+            digit = load_digit(file)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            all_read = False
+            continue
+        probabilities = model(train.normalize(digit[None])).softmax(1)[0].cpu()
+        best = int(probabilities.argmax())
+        runner_up = int(probabilities.topk(2).indices[1])
+        print(f"{file}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "
+              f"{probabilities[runner_up].item() * 100:.1f}%)")
+    return all_read
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    path = newest_checkpoint(Path(args.checkpoint))
+    model, state = load_model(path, device=args.device)
+    print(f"checkpoint: {path} ({state['architecture']}, {state['parameters']:,} parameters, "
+          f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {state.get('device_used', '?')}, "
+          f"torch {state.get('torch_version', '?')}); evaluating on {model.placement.describe()}")
+    ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

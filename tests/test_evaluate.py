@@ -1,0 +1,132 @@
+"""evaluate.py: the test-set figures of a checkpoint against what it records, and digits read from
+ordinary image files (drawn dark on white, any size and mode) the way MNIST digits were made."""
+import io
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import evaluate
+import train
+from utils.errors import run_cli
+from utils.images import to_mnist
+
+from conftest import run_script
+
+
+def test_prints_the_accuracy_the_checkpoint_records(one_epoch_run):
+    path = one_epoch_run[1]
+    recorded = torch.load(path, weights_only=True)["final_test_accuracy"]
+    result = run_script("evaluate.py", str(path.parent))  # a folder: its newest checkpoint
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint: {path} (HybridCNN, 17,136 parameters, 1 epoch(s), seed 1" in result.stdout
+    assert f"test set: {recorded:.2f}%" in result.stdout
+    assert f"recorded in the checkpoint: {recorded:.2f}%: matches" in result.stdout
+    per_class = re.findall(r"^  (\d): +[\d.]+% \(([\d,]+) of ([\d,]+)\)$", result.stdout, re.MULTILINE)
+    assert [digit for digit, _, _ in per_class] == [str(digit) for digit in range(10)]
+    correct = sum(int(right.replace(",", "")) for _, right, _ in per_class)
+    assert sum(int(total.replace(",", "")) for _, _, total in per_class) == 10_000
+    assert correct / 100 == pytest.approx(recorded, abs=1e-9)
+
+
+def test_minimum_and_tampered_figures_fail(one_epoch_run, tmp_path, capsys):
+    path = one_epoch_run[1]
+    assert run_cli(evaluate.main, [str(path), "--min-accuracy", "99.99"]) == 1
+    assert "minimum 99.99%: FAILED" in capsys.readouterr().out
+
+    state = torch.load(path, weights_only=True)
+    state["final_test_accuracy"] = 50.0  # a checkpoint that claims a figure its weights do not give
+    torch.save(state, tmp_path / "claims.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / "claims.pth")]) == 1
+    assert "recorded in the checkpoint: 50.00%: DIFFERS by" in capsys.readouterr().out
+
+    state["final_test_accuracy"] = "99.1"
+    torch.save(state, tmp_path / "damaged.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / "damaged.pth")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'damaged.pth'}: damaged checkpoint: final_test_accuracy of the wrong type\n"
+
+    assert run_cli(evaluate.main, [str(tmp_path / "empty")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def draw(digit, size=(300, 400), pen=12):
+    """A digit drawn in black on a white canvas, as in a paint program."""
+    image = Image.new("RGB", size, "white")
+    pencil, (w, h) = ImageDraw.Draw(image), size
+    if digit == 0:
+        pencil.ellipse([(0.3 * w, 0.15 * h), (0.7 * w, 0.85 * h)], outline="black", width=pen)
+    elif digit == 1:
+        pencil.line([(0.5 * w, 0.15 * h), (0.5 * w, 0.85 * h)], fill="black", width=pen)
+    elif digit == 2:
+        pencil.arc([(0.3 * w, 0.15 * h), (0.7 * w, 0.45 * h)], 180, 30, fill="black", width=pen)
+        pencil.line([(0.66 * w, 0.38 * h), (0.28 * w, 0.85 * h), (0.75 * w, 0.85 * h)], fill="black", width=pen, joint="curve")
+    elif digit == 4:
+        pencil.line([(0.55 * w, 0.15 * h), (0.25 * w, 0.6 * h), (0.75 * w, 0.6 * h)], fill="black", width=pen, joint="curve")
+        pencil.line([(0.6 * w, 0.35 * h), (0.6 * w, 0.85 * h)], fill="black", width=pen)
+    elif digit == 7:
+        pencil.line([(0.25 * w, 0.2 * h), (0.75 * w, 0.2 * h), (0.45 * w, 0.85 * h)], fill="black", width=pen, joint="curve")
+    return image
+
+
+def transparent(image):
+    """The same strokes on a transparent canvas: opaque where drawn."""
+    alpha = Image.eval(image.convert("L"), lambda value: 255 - value)
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    layer.putalpha(alpha)
+    return layer
+
+
+def test_digits_drawn_dark_on_white_are_predicted(one_epoch_run, tmp_path):
+    files = {  # several sizes, pens, modes and formats
+        0: (draw(0), "zero.png"),
+        1: (draw(1, (1200, 900), pen=3).convert("L"), "one_thin_pen.jpg"),
+        2: (transparent(draw(2)), "two_transparent.png"),
+        4: (draw(4, pen=40), "four_thick.png"),
+        7: (draw(7, (1200, 900)).convert("P"), "seven_palette.png"),
+    }
+    for image, name in files.values():
+        image.save(tmp_path / name)
+    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", *(str(tmp_path / name) for _, name in files.values()))
+    assert result.returncode == 0, result.stderr
+    for digit, (_, name) in files.items():
+        assert re.search(rf"{re.escape(name)}: {digit} \(\d+\.\d%; next: \d ", result.stdout), result.stdout
+
+
+def test_mnist_digits_survive_the_round_trip_through_image_files(trained_model, mnist):
+    """Real test digits, enlarged 10x, drawn dark on white at random places on a larger canvas and saved
+    as JPEG, come back nearly as they were and get the same predictions."""
+    originals, rng, read_back = mnist.test_images[:300], np.random.default_rng(0), []
+    for digit in originals:
+        enlarged = Image.fromarray(255 - digit[0].numpy()).resize((280, 280), Image.BICUBIC)
+        page = Image.new("RGB", (500, 420), "white")
+        page.paste(enlarged, (int(rng.integers(0, 220)), int(rng.integers(0, 140))))
+        file = io.BytesIO()
+        page.save(file, "JPEG", quality=90)
+        read_back.append(to_mnist(Image.open(file)))
+    read_back = torch.stack(read_back)
+    assert (read_back.float() - originals.float()).abs().mean() < 10  # of 255; 6.2 when measured
+    with torch.no_grad():
+        agreement = (trained_model(train.normalize(read_back)).argmax(1)
+                     == trained_model(train.normalize(originals)).argmax(1)).double().mean().item()
+    assert agreement >= 0.98  # 99.6% when measured on 500 digits
+
+
+def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_epoch_run, tmp_path):
+    draw(1).save(tmp_path / "good.png")
+    (tmp_path / "text.png").write_text("not an image\n")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:120])
+    Image.new("RGB", (64, 64), "white").save(tmp_path / "blank.png")
+    (tmp_path / "folder.png").mkdir()
+    bad = {"missing.png": "no such file", "text.png": "not an image file", "empty.png": "not an image file",
+           "truncated.png": "truncated.png: ", "blank.png": "no digit found", "folder.png": "a folder"}
+    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", str(tmp_path / "good.png"),
+                        *(str(tmp_path / name) for name in bad))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert re.search(r"good\.png: 1 \(", result.stdout)
+    errors = result.stderr.splitlines()
+    assert len(errors) == len(bad)
+    for line, (name, message) in zip(errors, bad.items()):
+        assert line.startswith(f"error: {tmp_path / name}") and message in line, line

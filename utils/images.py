@@ -1,0 +1,98 @@
+"""Turn an ordinary image file of a handwritten digit into an MNIST digit.
+
+MNIST digits were made this way (LeCun et al.): the digit is scaled, keeping its aspect ratio, to fit
+a 20x20 box with anti-aliasing, then placed in a 28x28 field so that its centre of mass sits in the
+middle: at pixel (14, 14), where the real test digits have theirs (mean 13.99, 14.00, std 0.3);
+strokes are light on a dark background. `to_mnist` repeats those steps for any size and mode:
+the background is read from the border, so a dark-on-light drawing is inverted; a transparent
+background counts as background; strokes too thin to survive the downscaling are thickened first.
+"""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from utils.errors import UserError
+
+BOX, FIELD = 20, 28
+INK_THRESHOLD = 0.2  # of the strongest stroke: fainter pixels are paper texture, shadows, JPEG noise
+STROKE = 0.1  # MNIST strokes are about 2 px wide in the 20 px box
+WORKING_SIZE = 280  # larger digits are first shrunk (keeping every stroke) to at most this many pixels
+
+
+def load_digit(path) -> torch.Tensor:
+    """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
+            image.load()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: image too large to be a digit (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or damaged data
+        raise UserError(f"{path}: damaged image ({error})") from None
+    return to_mnist(image, name=path)
+
+
+def ink_of(image: Image.Image) -> np.ndarray:
+    """Stroke strength in [0, 1] per pixel: 1 is the strongest stroke, 0 the background."""
+    if "A" in image.getbands() or "transparency" in image.info:
+        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
+        if alpha.min() < alpha.max():  # a drawing on a transparent canvas: opacity is the ink
+            return alpha / alpha.max()
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit and float greyscale: keep the range
+        gray = np.asarray(image, dtype=np.float32)
+    else:
+        gray = np.asarray(image.convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = np.median(border)
+    ink = np.abs(gray - background)  # light-on-dark and dark-on-light alike
+    strongest = ink.max()
+    return ink / strongest if strongest > 0 else ink
+
+
+def to_mnist(image: Image.Image, name="image") -> torch.Tensor:
+    ink = ink_of(image)
+    ink[ink < INK_THRESHOLD] = 0
+    rows, columns = np.nonzero(ink)
+    if len(rows) == 0:
+        raise UserError(f"{name}: no digit found (the image is blank)")
+    crop = ink[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    ink = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
+    if max(ink.shape) > WORKING_SIZE:  # max-pooling keeps a thin stroke where averaging would fade it
+        step = -(-max(ink.shape) // WORKING_SIZE)
+        ink = F.max_pool2d(ink, step, step, ceil_mode=True)
+    height, width = ink.shape[2:]
+    scale = BOX / max(height, width)
+
+    # A thin pen on a large canvas would fade to a faint 1 px line: widen the strokes (a max filter)
+    # until they are about as wide, relative to the digit, as MNIST's. Width of a stroke ~ area / length,
+    # and its length ~ half the number of edge pixels.
+    mask = (ink > 0).float()
+    edge = mask + F.max_pool2d(-mask, 3, 1, 1)  # 1 where an inked pixel has a background neighbour
+    stroke_width = 2 * mask.sum().item() / max(edge.sum().item(), 1)
+    wanted = STROKE * max(height, width)
+    if stroke_width < wanted:
+        grow = int(round(wanted - stroke_width)) // 2 * 2 + 1  # odd kernel: widens by `grow - 1` pixels
+        ink = F.max_pool2d(ink, grow, 1, grow // 2)
+
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    ink = Image.fromarray(np.uint8(ink[0, 0].numpy() * 255))
+    box = np.asarray(ink.resize(size, Image.LANCZOS), dtype=np.float32)
+    if box.max() == 0:
+        raise UserError(f"{name}: no digit found (its strokes vanish at 28x28)")
+    box = box / box.max() * 255  # the faintest downscaled pen still reaches full strength
+
+    ys, xs = np.indices(box.shape)
+    mass = box.sum()
+    centre_y, centre_x = (ys * box).sum() / mass, (xs * box).sum() / mass
+    top = int(np.clip(round(FIELD / 2 - centre_y), 0, FIELD - box.shape[0]))
+    left = int(np.clip(round(FIELD / 2 - centre_x), 0, FIELD - box.shape[1]))
+    field = np.zeros((FIELD, FIELD), dtype=np.float32)
+    field[top:top + box.shape[0], left:left + box.shape[1]] = box
+    return torch.from_numpy(np.round(field).astype(np.uint8))[None]
