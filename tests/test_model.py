@@ -1,0 +1,149 @@
+"""The seven model checks of the original repos, each on the real network and, where it matters, the
+real trained model and real test digits.
+
+Each check is a function, so the last tests can feed the same functions broken models (constant
+logits, a layer cut off from the gradient, batch statistics at evaluation) and show that the checks
+catch them.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import train
+from model import HybridCNN, count_parameters
+
+BUDGET = 25_000
+NOISE = 0.1  # standard deviation of the Gaussian noise, as a fraction of the pixel range
+
+
+def check_parameter_budget(model):
+    assert count_parameters(model) < BUDGET, f"{count_parameters(model):,} parameters"
+
+
+def check_test_accuracy(model, mnist, minimum=95.0):
+    _, accuracy, _ = train.evaluate(model, mnist.test_images, mnist.test_labels)
+    assert accuracy > minimum, f"test accuracy {accuracy:.2f}%"
+
+
+def check_batch_equals_one_by_one(model, images):
+    model.eval()
+    with torch.no_grad():
+        batched = model(images)
+        single = torch.cat([model(image[None]) for image in images])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
+
+
+def check_gradient_flow(model, images, labels):
+    model.train()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(images), labels).backward()
+    starved = [name for name, parameter in model.named_parameters()
+               if parameter.grad is None or not parameter.grad.abs().sum() > 0]
+    assert not starved, f"no gradient reaches {', '.join(starved)}"
+
+
+def check_noise_robustness(model, mnist, minimum=95.0):
+    """Gaussian noise (std 0.1 of the pixel range, clipped to it) on all 10,000 test digits: predictions must
+    agree with the clean ones on at least 95% of digits, and still be right on at least 95%. Agreement
+    alone would pass a model that ignores its input."""
+    clean_pixels = mnist.test_images.float() / 255
+    noise = torch.randn(clean_pixels.shape, generator=torch.Generator().manual_seed(0)) * NOISE
+    noisy_pixels = (clean_pixels + noise).clamp(0, 1)
+    model.eval()
+    with torch.no_grad():
+        clean = model((clean_pixels - train.MEAN) / train.STD).argmax(1)
+        noisy = model((noisy_pixels - train.MEAN) / train.STD).argmax(1)
+    agreement = (clean == noisy).double().mean().item() * 100
+    noisy_accuracy = (noisy == mnist.test_labels).double().mean().item() * 100
+    assert agreement >= minimum, f"predictions agree on only {agreement:.2f}% of noisy digits"
+    assert noisy_accuracy >= minimum, f"only {noisy_accuracy:.2f}% right on noisy digits"
+
+
+def normalized_test_digits(mnist, count):
+    return train.normalize(mnist.test_images[:count]), mnist.test_labels[:count]
+
+
+# 1 to 7: the checks on the real model
+
+def test_1_fewer_than_25000_parameters():
+    check_parameter_budget(HybridCNN())
+
+
+@pytest.mark.parametrize("batch", [1, 2, 64])
+def test_2_takes_28x28_digits(batch):
+    model = HybridCNN().eval()
+    assert model(torch.rand(batch, 1, 28, 28)).shape[0] == batch
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 28, 28), (4, 1, 32, 32), (1, 28, 28), (4, 1, 28)])
+def test_2_refuses_other_shapes_clearly(shape):
+    with pytest.raises(ValueError, match=r"expects a batch of shape \(N, 1, 28, 28\)"):
+        HybridCNN().eval()(torch.rand(shape))
+
+
+def test_3_ten_output_classes(trained_model, mnist):
+    images, _ = normalized_test_digits(mnist, 1000)
+    with torch.no_grad():
+        logits = trained_model(images)
+    assert logits.shape == (1000, 10)
+    assert set(logits.argmax(1).tolist()) == set(range(10))  # and the trained model uses all ten
+
+
+def test_4_above_95_percent_after_one_real_epoch(trained_model, mnist):
+    check_test_accuracy(trained_model, mnist)
+
+
+def test_5_batch_outputs_equal_one_by_one(trained_model, mnist):
+    check_batch_equals_one_by_one(trained_model, normalized_test_digits(mnist, 64)[0])
+
+
+def test_6_every_parameter_gets_a_gradient(mnist):
+    torch.manual_seed(0)
+    check_gradient_flow(HybridCNN(), *normalized_test_digits(mnist, 64))
+
+
+def test_7_robust_to_input_noise(trained_model, mnist):
+    check_noise_robustness(trained_model, mnist)
+
+
+# The same checks catch broken models
+
+class ConstantLogits(nn.Module):
+    """Ignores its input: the same (trainable) logits for every digit."""
+
+    def __init__(self):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor([0.0, 0.1, 0, 0, 0, 0, 0, 0, 0, 0]))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), 10)
+
+
+def test_constant_logits_fail_checks_4_and_7(mnist):
+    with pytest.raises(AssertionError, match="test accuracy"):
+        check_test_accuracy(ConstantLogits(), mnist)
+    with pytest.raises(AssertionError, match="right on noisy digits"):
+        check_noise_robustness(ConstantLogits(), mnist)
+
+
+def test_batch_statistics_at_evaluation_fail_check_5(trained_model, mnist):
+    broken = HybridCNN()
+    broken.load_state_dict(trained_model.state_dict())
+    broken.conv3.bn.track_running_stats = False  # normalizes with each batch's own statistics
+    broken.conv3.bn.running_mean = broken.conv3.bn.running_var = None
+    with pytest.raises(AssertionError, match="not close"):
+        check_batch_equals_one_by_one(broken, normalized_test_digits(mnist, 64)[0])
+
+
+def test_a_layer_cut_off_from_the_gradient_fails_check_6(mnist):
+    broken = HybridCNN()
+    broken.conv1.register_forward_hook(lambda module, inputs, output: output.detach())
+    with pytest.raises(AssertionError, match="no gradient reaches conv1.conv.weight"):
+        check_gradient_flow(broken, *normalized_test_digits(mnist, 64))
+
+
+def test_over_budget_fails_check_1():
+    wide = nn.Sequential(nn.Conv2d(1, 32, 3), nn.Flatten(), nn.Linear(32 * 26 * 26, 10))
+    with pytest.raises(AssertionError, match="parameters"):
+        check_parameter_budget(wide)
