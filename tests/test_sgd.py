@@ -1,0 +1,79 @@
+"""utils/sgd.py computes what torch.optim.SGD(nesterov=True) + OneCycleLR compute, bit for bit."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import train
+from model import HybridCNN
+from utils.errors import UserError
+from utils.sgd import SGD, OneCycle
+
+PEAK, WARMUP, STEPS, WEIGHT_DECAY = 0.2, 0.2, 150, 5e-4
+
+
+def train_steps(mnist, update):
+    """STEPS real training steps of batch 32 from the same start; `update(model, step)` applies the optimizer."""
+    torch.manual_seed(0)
+    model = HybridCNN()
+    step_once = update(model)
+    for step in range(STEPS):
+        images = train.normalize(mnist.train_images[step * 32:(step + 1) * 32])
+        F.cross_entropy(model(images), mnist.train_labels[step * 32:(step + 1) * 32]).backward()
+        step_once(step)
+    return model
+
+
+def with_torch_optim(model):
+    optimizer = torch.optim.SGD(model.parameters(), lr=PEAK, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=PEAK, pct_start=WARMUP, total_steps=STEPS)
+
+    def step_once(step):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+    return step_once
+
+
+def with_ours(model):
+    optimizer, schedule = SGD(model.parameters(), WEIGHT_DECAY), OneCycle(PEAK, STEPS, WARMUP)
+
+    def step_once(step):
+        assert schedule.step == step
+        optimizer.step(*schedule.values())
+        optimizer.zero_grad()
+        schedule.step += 1
+    return step_once
+
+
+def test_same_weights_as_torch_optim_bit_for_bit(mnist):
+    theirs, ours = train_steps(mnist, with_torch_optim), train_steps(mnist, with_ours)
+    for (name, a), b in zip(theirs.state_dict().items(), ours.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_schedule_matches_one_cycle_lr_at_every_step():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=PEAK, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=PEAK, pct_start=WARMUP, total_steps=STEPS)
+    schedule = OneCycle(PEAK, STEPS, WARMUP)
+    for step in range(STEPS):
+        schedule.step = step
+        group = optimizer.param_groups[0]
+        assert schedule.values() == (group["lr"], group["momentum"]), step
+        optimizer.step()
+        scheduler.step()
+    assert schedule.values()[0] == pytest.approx(PEAK / 25 / 1e4)
+
+
+def test_state_round_trips_and_refuses_another_model():
+    model = HybridCNN()
+    optimizer = SGD(model.parameters(), WEIGHT_DECAY)
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    optimizer.step(0.1, 0.9)
+    restored = SGD(model.parameters(), WEIGHT_DECAY)
+    restored.load_state_dict(optimizer.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(optimizer.state_dict()["momentum_buffers"],
+                                                 restored.state_dict()["momentum_buffers"]))
+    with pytest.raises(UserError, match="does not fit"):
+        SGD(torch.nn.Linear(3, 2).parameters(), WEIGHT_DECAY).load_state_dict(optimizer.state_dict())
