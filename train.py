@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from model import HybridCNN, count_parameters, resolve_placement
 from model.placement import MODES
+from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
 from utils.data import load_mnist
@@ -37,6 +38,7 @@ class Config:
     momentum: tuple = (0.95, 0.85)  # falls while the learning rate rises, then climbs back (one-cycle)
     weight_decay: float = 5e-4
     warmup: float = 0.2  # fraction of the steps spent rising to the peak learning rate
+    label_smoothing: float = 0.1  # one epoch, seeds 1-8: 99.13% mean (99.00-99.21) against 99.08% without
     seed: int = 1
     device: str | None = None  # None: detect (CUDA, then MPS, then CPU)
     placement: str = "auto"
@@ -51,7 +53,7 @@ class Config:
         return self.epochs > 1 if self.augment is None else self.augment
 
 
-HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup")  # + "augment", as resolved
+HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup", "label_smoothing")  # + "augment", as resolved
 
 
 def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int) -> None:
@@ -102,8 +104,9 @@ def evaluate(model, images, labels, batch_size=1000):
 
 
 def train_one_epoch(model, optimizer, schedule, images, labels, config, generator, progress):
-    """One pass over the training set. Returns mean loss and accuracy (percent) over the epoch, and the
-    training curve: (images seen, loss, accuracy) averaged over each stretch of 25 steps."""
+    """One pass over the training set. Returns the mean loss (label-smoothed: the loss optimized) and accuracy
+    (percent) over the epoch, and the training curve: (images seen, loss, accuracy) averaged over each
+    stretch of 25 steps."""
     model.train()
     loss_sum = torch.zeros((), device=model.output_device)
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)
@@ -114,7 +117,7 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
             batch = augment(batch)
         logits = model((batch - MEAN) / STD)
         target = labels[index].to(logits.device, non_blocking=True)
-        loss = F.cross_entropy(logits, target)
+        loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step(*schedule.values())
@@ -162,6 +165,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
 
 def train(config: Config, data=None, log=print):
     """The training engine, shared with run_pipeline.py. Returns (model, checkpoint path, history)."""
+    keep_freed_memory()  # about a tenth off the epoch on Linux: see utils/allocator.py
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling (CPU) and nothing else
     placement = resolve_placement(config.placement, config.device)
