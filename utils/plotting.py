@@ -46,11 +46,12 @@ def training_curves(history, train_size, folder):
         accuracy_axis.plot(x, [accuracy for _, _, accuracy in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
                            label="train, 25-step average" if start == 0 else None)
     epochs = [entry["epoch"] for entry in history]
-    for axis, key, unit in ((loss_axis, "loss", ""), (accuracy_axis, "accuracy", " (%)")):
+    units = {"loss": " (train: label-smoothed, as optimized)", "accuracy": " (%)"}
+    for axis, key in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
         axis.plot(epochs, [entry[f"train_{key}"] for entry in history], "o-", color="tab:blue", label="train, epoch mean")
         axis.plot(epochs, [entry[f"test_{key}"] for entry in history], "s-", color="tab:red", label="test, end of epoch")
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key + unit)
+        axis.set_ylabel(key + units[key])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     loss_axis.set_yscale("log")
