@@ -43,52 +43,50 @@ def cosine(start, end, progress):
 
 class SGD:
     """p -= lr * (g + momentum * buffer), buffer = momentum * buffer + g, g = grad + weight_decay * p:
-    torch.optim.SGD(nesterov=True, weight_decay=...) with the momentum buffer started at the first
-    gradient. Parameters are updated with one batched (foreach) call per device."""
+    torch.optim.SGD(nesterov=True, weight_decay=...), with each momentum buffer started at the first
+    gradient and parameters without a gradient left alone. One batched (foreach) update per device."""
 
     def __init__(self, parameters, weight_decay):
+        self.parameters = list(parameters)
         self.weight_decay = weight_decay
-        self.groups = {}  # device -> its parameters, in model order within each device
-        for parameter in parameters:
-            self.groups.setdefault(parameter.device, []).append(parameter)
-        self.buffers = None  # momentum, one list per device, in the same order
+        self.buffers = [None] * len(self.parameters)  # momentum, per parameter
 
     @torch.no_grad()
     def step(self, lr, momentum):
-        started = self.buffers is not None
-        buffers = self.buffers or {}
-        for device, parameters in self.groups.items():
+        by_device = {}
+        for index, parameter in enumerate(self.parameters):
+            if parameter.grad is not None:
+                by_device.setdefault(parameter.device, []).append(index)
+        for indices in by_device.values():
+            parameters = [self.parameters[i] for i in indices]
             grads = torch._foreach_add([p.grad for p in parameters], parameters, alpha=self.weight_decay)
+            started = [(self.buffers[i], grad) for i, grad in zip(indices, grads) if self.buffers[i] is not None]
             if started:
-                torch._foreach_mul_(buffers[device], momentum)
-                torch._foreach_add_(buffers[device], grads)
-            else:
-                buffers[device] = [grad.clone() for grad in grads]
-            torch._foreach_add_(grads, buffers[device], alpha=momentum)
+                buffers, their_grads = map(list, zip(*started))
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, their_grads)
+            for i, grad in zip(indices, grads):
+                if self.buffers[i] is None:
+                    self.buffers[i] = grad.clone()
+            torch._foreach_add_(grads, [self.buffers[i] for i in indices], alpha=momentum)
             torch._foreach_add_(parameters, grads, alpha=-lr)
-        self.buffers = buffers
 
     def zero_grad(self):
-        for parameters in self.groups.values():
-            for parameter in parameters:
-                parameter.grad = None
+        for parameter in self.parameters:
+            parameter.grad = None
 
     def state_dict(self) -> dict:
-        """Plain data: the momentum buffers in model order (on the CPU), or None before the first step."""
-        if self.buffers is None:
-            return {"momentum_buffers": None}
-        return {"momentum_buffers": [buffer.cpu() for device in self.groups for buffer in self.buffers[device]]}
+        """Plain data: the momentum buffers in model order, on the CPU (None where none started yet)."""
+        return {"momentum_buffers": [None if buffer is None else buffer.cpu() for buffer in self.buffers]}
 
     def load_state_dict(self, state: dict):
-        if not isinstance(state, dict) or "momentum_buffers" not in state:
+        if not isinstance(state, dict) or not isinstance(state.get("momentum_buffers"), list):
             raise UserError("the checkpoint's optimizer state is not one this project writes")
-        flat = state["momentum_buffers"]
-        if flat is None:  # saved before the first step
-            self.buffers = None
-            return
-        shapes = [p.shape for parameters in self.groups.values() for p in parameters]
-        if not isinstance(flat, list) or [getattr(buffer, "shape", None) for buffer in flat] != shapes:
+        buffers = state["momentum_buffers"]
+        fits = len(buffers) == len(self.parameters) and all(
+            buffer is None or (isinstance(buffer, torch.Tensor) and buffer.shape == parameter.shape)
+            for buffer, parameter in zip(buffers, self.parameters))
+        if not fits:
             raise UserError("the optimizer state in the checkpoint does not fit this model")
-        flat, self.buffers = iter(flat), {}
-        for device, parameters in self.groups.items():
-            self.buffers[device] = [next(flat).to(device) for _ in parameters]
+        self.buffers = [None if buffer is None else buffer.to(parameter.device)
+                        for buffer, parameter in zip(buffers, self.parameters)]
