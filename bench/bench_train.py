@@ -6,7 +6,8 @@ process (imports, data, training, evaluation, saving), its peak memory, and the 
     python bench/bench_train.py [--runs 5]
 
 Run i uses seed i, so the accuracy range is over seeds 1..runs. Run it alone: on a 2-core machine a
-second busy process slows training several times over.
+second busy process slows training several times over. A shared VM's speed also drifts; the speed
+check before and after (a fixed conv workload, ms) tells a slow spell from a slow change.
 Targets on a 2-core CPU (issue 4): training loop <= 6 s, whole process <= 12 s (medians).
 """
 import argparse
@@ -51,6 +52,21 @@ def run_once(mode, device, seed, models):
     return last["train_seconds"], wall, peak_mb, last["test_accuracy"]
 
 
+def machine_speed():
+    """A fixed piece of this workload (conv2's forward and backward, 300 times), in ms per step: it moves
+    with the machine's speed, not with the code, so runs taken at different times can be compared."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(10, 20, 3, bias=False)
+    images = torch.randn(64, 10, 14, 14, requires_grad=True)
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(300):
+            conv(images).sum().backward()
+        times.append((time.perf_counter() - started) / 300 * 1000)
+    return statistics.median(times)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="processes per placement (default: %(default)s)")
@@ -59,13 +75,16 @@ def main():
           f"{args.runs} runs of `python train.py --epochs 1` per placement (seeds 1-{args.runs})")
     with tempfile.TemporaryDirectory() as models:
         for mode, device in placements(Machine.detect()):
+            before = machine_speed()
             runs = [run_once(mode, device, seed, models) for seed in range(1, args.runs + 1)]
+            after = machine_speed()
             loops, walls, peaks, accuracies = zip(*runs)
             loop = statistics.median(loops)
             print(f"{mode:>6} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}), "
                   f"{60000 / loop:,.0f} img/s | whole process median {statistics.median(walls):.2f} s "
                   f"(min {min(walls):.2f}, max {max(walls):.2f}) | peak memory {max(peaks):,.0f} MB | "
-                  f"test accuracy {min(accuracies):.2f}-{max(accuracies):.2f}%")
+                  f"test accuracy {min(accuracies):.2f}-{max(accuracies):.2f}% | "
+                  f"machine speed check {before:.2f} ms before, {after:.2f} ms after")
 
 
 if __name__ == "__main__":
