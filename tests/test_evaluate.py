@@ -112,7 +112,7 @@ def test_mnist_digits_survive_the_round_trip_through_image_files(trained_model, 
     with torch.no_grad():
         agreement = (trained_model(train.normalize(read_back)).argmax(1)
                      == trained_model(train.normalize(originals)).argmax(1)).double().mean().item()
-    assert agreement >= 0.98  # 99.6% when measured on 500 digits
+    assert agreement >= 0.98  # 99.6-99.8% when measured on 500 digits
 
 
 def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_epoch_run, tmp_path):
