@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from utils.checkpoint import load_model
 from utils.data import MNIST, load_mnist, raw_dir
 from utils.errors import run_cli
 
@@ -53,7 +54,5 @@ def one_epoch_run(tmp_path_factory, mnist):
 @pytest.fixture(scope="session")
 def trained_model(one_epoch_run):
     """The network that one_epoch_run saved, rebuilt from its checkpoint, in eval mode."""
-    from utils.checkpoint import load_model
-
     model, _ = load_model(one_epoch_run[1])
     return model

@@ -25,9 +25,14 @@ def load_workflow():
     return workflow
 
 
-def steps():
-    (job,) = load_workflow()["jobs"].values()
-    return job["steps"]
+def the_job(workflow):
+    (job,) = workflow["jobs"].values()
+    return job
+
+
+def using(steps, action):
+    """The steps that use an action, e.g. "actions/upload-artifact"."""
+    return [step for step in steps if step.get("uses", "").startswith(action + "@")]
 
 
 def actionlint(path):
@@ -52,17 +57,18 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
 
 def test_workflow_does_what_the_issue_asks():
     workflow = load_workflow()
+    steps = the_job(workflow)["steps"]
     assert set(workflow["on"]) == {"push", "pull_request"}
-    setup_python = next(step for step in steps() if step.get("uses", "").startswith("actions/setup-python@"))
+    (setup_python,) = using(steps, "actions/setup-python")
     assert setup_python["with"]["python-version"] == "3.11" and setup_python["with"]["cache"] == "pip"
-    runs = {step.get("id", step.get("name")): step.get("run", "") for step in steps()}
+    runs = {step.get("id", step.get("name")): step.get("run", "") for step in steps}
     assert "--index-url https://download.pytorch.org/whl/cpu" in runs["install"]  # no CUDA download
     assert "node .ci/actionlint.cjs" in runs["lint"]
     assert any("python -m model --budget 25000" in run for run in runs.values())
     assert any("--epochs 1 " in run for run in runs.values())
     assert any("evaluate.py models --min-accuracy 95" in run for run in runs.values())
     assert runs["tests"].strip() == "python -m pytest"
-    uploads = [step for step in steps() if step.get("uses", "").startswith("actions/upload-artifact@")]
+    uploads = using(steps, "actions/upload-artifact")
     assert {upload["with"]["path"].split("/")[0] for upload in uploads} == {"models", "samples"}
     assert all(upload["with"]["retention-days"] > 0 and upload["with"]["name"] for upload in uploads)
 
@@ -85,11 +91,11 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
     fresh_copy(tmp_path, real_raw_dir)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MNIST_DATA_DIR", None)
-    (job,) = load_workflow()["jobs"].values()
+    job = the_job(load_workflow())
     env.update({key: str(value) for key, value in job.get("env", {}).items()})
 
     executed = []
-    for step in steps():
+    for step in job["steps"]:
         if "run" not in step or step.get("id") in NOT_RUN_HERE:
             continue
         assert "${{" not in step["run"], "a run step must work outside GitHub too"
@@ -101,5 +107,5 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
     assert "budget: under 25,000): ok" in executed[0][1]
     assert "epochs trained: 1" in executed[2][1]
     assert ": matches" in executed[3][1] and "minimum 95.00%: passed" in executed[3][1]
-    for upload in (step for step in steps() if step.get("uses", "").startswith("actions/upload-artifact@")):
+    for upload in using(job["steps"], "actions/upload-artifact"):
         assert glob.glob(str(tmp_path / upload["with"]["path"])), f"nothing for {upload['name']!r} to upload"
