@@ -115,11 +115,11 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)
     seen, started, curve, last = 0, time.perf_counter(), [], (0, 0.0, 0)
     for step, index in enumerate(batches(len(images), config.batch_size, generator, images.device), 1):
-        batch = images[index].float() / 255
+        batch = images.index_select(0, index).float() / 255  # several times faster than images[index]
         if config.augmenting:
             batch = augment(batch)
         logits = model((batch - MEAN) / STD)
-        target = labels[index].to(logits.device, non_blocking=True)
+        target = labels.index_select(0, index).to(logits.device, non_blocking=True)
         loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()

@@ -19,7 +19,12 @@ from model.placement import BLOCKS, Placement
 
 
 class ConvBlock(nn.Module):
-    """conv (no bias: BatchNorm cancels it) -> optional 2x2 max-pool -> BatchNorm -> ReLU."""
+    """conv (no bias: BatchNorm cancels it) -> optional 2x2 max-pool -> BatchNorm -> ReLU.
+
+    On the CPU the conv and the pool run on a channels-last copy of the input: there oneDNN's conv
+    backward is about a quarter faster and PyTorch's 2x2 max-pool forward about 7x faster (90 us against
+    630 us on conv2's output), while BatchNorm is several times slower, so it gets the usual layout back.
+    Forward and backward of conv2's block: 1.85 ms against 2.44 ms; conv3's 0.95 against 1.09 ms."""
 
     def __init__(self, in_channels, out_channels, kernel=3, stride=1, padding=0, pool=False):
         super().__init__()
@@ -28,7 +33,25 @@ class ConvBlock(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x):
-        return torch.relu(self.bn(self.pool(self.conv(x))))
+        if x.device.type == "cpu":
+            x = self.pool(self.conv(x.contiguous(memory_format=torch.channels_last))).contiguous()
+        else:
+            x = self.pool(self.conv(x))
+        return torch.relu(self.bn(x))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, with the CPU mask drawn four elements per 64-bit random number (15 bits each, keep
+    probability within 1/32768 of 1 - p): the CPU generator draws one number at a time, and one draw per
+    element made the mask cost as much as conv3's forward."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        draws = torch.empty(x.numel() // 4 + 1, dtype=torch.int64).random_()  # 63 random bits each
+        fifteen_bits = draws.view(torch.int16)[: x.numel()].view(x.shape) & 0x7FFF
+        keep = fifteen_bits < round((1 - self.p) * 2**15)
+        return x * keep / (1 - self.p)
 
 
 class HybridCNN(nn.Module):
@@ -39,7 +62,7 @@ class HybridCNN(nn.Module):
         self.conv1 = ConvBlock(1, 10, kernel=5, stride=2, padding=2)  # 28 -> 14
         self.conv2 = ConvBlock(10, 20, pool=True)  # 14 -> 12 -> 6
         self.conv3 = ConvBlock(20, 28, padding=1)  # 6 -> 6
-        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(28 * 6 * 6, 10))
+        self.fc = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(28 * 6 * 6, 10))
         self.place(placement or Placement())
 
     def place(self, placement: Placement) -> "HybridCNN":
