@@ -19,6 +19,7 @@ def test_channels_last_block_equals_plain_layers(block, shape):
     plain = torch.relu(block.bn(block.pool(block.conv(x))))  # the usual NCHW layout all through
     plain_grads = torch.autograd.grad(plain.square().sum(), [x, block.conv.weight, block.bn.weight])
     assert fast.is_contiguous() and fast.shape == plain.shape
+    assert fast_grads[0].is_contiguous()  # handed back in the input's layout (Relayout)
     torch.testing.assert_close(fast, plain)
     for fast_grad, plain_grad in zip(fast_grads, plain_grads):
         torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-3, atol=1e-3)  # sums of 10^5 terms
