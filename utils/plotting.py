@@ -41,10 +41,9 @@ def training_curves(history, train_size, folder):
     for entry in history:
         start = entry["epoch"] - 1
         x = [start + seen / train_size for seen, _, _ in entry["curve"]]
-        loss_axis.plot(x, [loss for _, loss, _ in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
-                       label="train, 25-step average" if start == 0 else None)
-        accuracy_axis.plot(x, [accuracy for _, _, accuracy in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
-                           label="train, 25-step average" if start == 0 else None)
+        for axis, column in ((loss_axis, 1), (accuracy_axis, 2)):  # curve points: (seen, loss, accuracy)
+            axis.plot(x, [point[column] for point in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
+                      label="train, 25-step average" if start == 0 else None)
     epochs = [entry["epoch"] for entry in history]
     units = {"loss": " (train: label-smoothed, as optimized)", "accuracy": " (%)"}
     for axis, key in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
