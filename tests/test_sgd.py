@@ -83,3 +83,28 @@ def test_state_round_trips_and_refuses_another_model():
                                                  restored.state_dict()["momentum_buffers"]))
     with pytest.raises(UserError, match="does not fit"):
         SGD(torch.nn.Linear(3, 2).parameters(), WEIGHT_DECAY).load_state_dict(optimizer.state_dict())
+
+
+def test_a_restored_optimizer_takes_the_same_next_step():
+    """Momentum written by state_dict and read back by load_state_dict into a fresh model and optimizer
+    (as --resume does) gives the same weights after the next step as carrying on."""
+    torch.manual_seed(0)
+    grads = [[torch.randn_like(p) for p in HybridCNN().parameters()] for _ in range(2)]
+
+    def step(model, optimizer, grads):
+        for parameter, grad in zip(model.parameters(), grads):
+            parameter.grad = grad.clone()
+        optimizer.step(0.1, 0.9)
+
+    torch.manual_seed(1)
+    carried = HybridCNN()
+    optimizer = SGD(carried.parameters(), WEIGHT_DECAY)
+    step(carried, optimizer, grads[0])
+    resumed = HybridCNN()
+    resumed.load_state_dict(carried.state_dict())
+    restored = SGD(resumed.parameters(), WEIGHT_DECAY)
+    restored.load_state_dict(optimizer.state_dict())
+    step(carried, optimizer, grads[1])
+    step(resumed, restored, grads[1])
+    for (name, a), b in zip(carried.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name

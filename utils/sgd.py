@@ -44,32 +44,32 @@ def cosine(start, end, progress):
 class SGD:
     """p -= lr * (g + momentum * buffer), buffer = momentum * buffer + g, g = grad + weight_decay * p:
     torch.optim.SGD(nesterov=True, weight_decay=...), with each momentum buffer started at the first
-    gradient and parameters without a gradient left alone. One batched (foreach) update per device."""
+    gradient. Parameters that do not require a gradient when the optimizer is made are left alone; one
+    that does but got none in a step counts as having a zero gradient (HybridCNN's always get one).
+
+    The trainable parameters of each device move into one flat tensor, each parameter becoming a view of
+    its part (so move the model before making the optimizer), and a step is six tensor operations per
+    device rather than six per parameter (66 here): 1-3% of a training step on a 2-core CPU."""
 
     def __init__(self, parameters, weight_decay):
         self.parameters = list(parameters)
         self.weight_decay = weight_decay
-        self.buffers = [None] * len(self.parameters)  # momentum, per parameter
+        by_device = {}
+        for parameter in self.parameters:
+            if parameter.requires_grad:
+                by_device.setdefault(parameter.device, []).append(parameter)
+        self.groups = [Flat(members) for members in by_device.values()]
 
     @torch.no_grad()
     def step(self, lr, momentum):
-        by_device = {}
-        for index, parameter in enumerate(self.parameters):
-            if parameter.grad is not None:
-                by_device.setdefault(parameter.device, []).append(index)
-        for indices in by_device.values():
-            parameters = [self.parameters[i] for i in indices]
-            grads = torch._foreach_add([p.grad for p in parameters], parameters, alpha=self.weight_decay)
-            started = [(self.buffers[i], grad) for i, grad in zip(indices, grads) if self.buffers[i] is not None]
-            if started:
-                buffers, their_grads = map(list, zip(*started))
-                torch._foreach_mul_(buffers, momentum)
-                torch._foreach_add_(buffers, their_grads)
-            for i, grad in zip(indices, grads):
-                if self.buffers[i] is None:
-                    self.buffers[i] = grad.clone()
-            torch._foreach_add_(grads, [self.buffers[i] for i in indices], alpha=momentum)
-            torch._foreach_add_(parameters, grads, alpha=-lr)
+        for group in self.groups:
+            grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in group.members])
+            grad.add_(group.values, alpha=self.weight_decay)
+            if group.momentum is None:
+                group.momentum = grad.clone()
+            else:
+                group.momentum.mul_(momentum).add_(grad)
+            group.values.add_(grad.add_(group.momentum, alpha=momentum), alpha=-lr)
 
     def zero_grad(self):
         for parameter in self.parameters:
@@ -77,7 +77,12 @@ class SGD:
 
     def state_dict(self) -> dict:
         """Plain data: the momentum buffers in model order, on the CPU (None where none started yet)."""
-        return {"momentum_buffers": [None if buffer is None else buffer.cpu() for buffer in self.buffers]}
+        buffers = {}
+        for group in self.groups:
+            if group.momentum is not None:
+                parts = group.split(group.momentum)
+                buffers |= {id(p): part.to("cpu", copy=True) for p, part in zip(group.members, parts)}
+        return {"momentum_buffers": [buffers.get(id(parameter)) for parameter in self.parameters]}
 
     def load_state_dict(self, state: dict):
         if not isinstance(state, dict) or not isinstance(state.get("momentum_buffers"), list):
@@ -88,5 +93,25 @@ class SGD:
             for buffer, parameter in zip(buffers, self.parameters))
         if not fits:
             raise UserError("the optimizer state in the checkpoint does not fit this model")
-        self.buffers = [None if buffer is None else buffer.to(parameter.device)
-                        for buffer, parameter in zip(buffers, self.parameters)]
+        saved = {id(parameter): buffer for parameter, buffer in zip(self.parameters, buffers)}
+        for group in self.groups:
+            parts = [saved[id(p)] for p in group.members]
+            if all(part is None for part in parts):
+                group.momentum = None
+            else:  # a buffer not started yet is a zero one: the next step makes it the gradient either way
+                group.momentum = torch.cat([(torch.zeros_like(p) if part is None else part.to(p)).reshape(-1)
+                                            for p, part in zip(group.members, parts)])
+
+
+class Flat:
+    """Parameters of one device moved into one flat tensor, `values`: each becomes a view of its part."""
+
+    def __init__(self, members):
+        self.members = members
+        self.values = torch.cat([p.detach().reshape(-1) for p in members])
+        for parameter, part in zip(members, self.split(self.values)):
+            parameter.data = part
+        self.momentum = None  # flat too, once the first step starts it
+
+    def split(self, flat):
+        return [part.view_as(p) for p, part in zip(self.members, flat.split([p.numel() for p in self.members]))]
