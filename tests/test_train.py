@@ -10,6 +10,7 @@ import torch
 
 import train
 from model import HybridCNN
+from utils.augmentation import augment
 from utils.checkpoint import load_checkpoint, save_new
 from utils.errors import UserError, run_cli
 
@@ -49,6 +50,27 @@ def test_same_seed_same_result(tmp_path, small_mnist):
         assert torch.equal(a, b)
     other = train.train(quiet_config(tmp_path, seed=6), data=small_mnist, log=lambda m: None)
     assert not torch.equal(other[0].conv1.conv.weight, runs[0][0].conv1.conv.weight)
+
+
+def test_augmentation_covers_every_epoch_but_the_last_of_several(tmp_path, small_mnist, monkeypatch):
+    augmented = []  # images augmented, per call of the real augment()
+
+    def counting(images):
+        augmented.append(len(images))
+        return augment(images)
+
+    monkeypatch.setattr(train, "augment", counting)
+    log = []
+    train.train(quiet_config(tmp_path, epochs=2), data=small_mnist, log=log.append)
+    assert sum(augmented) == 4000  # epoch 1 only
+    assert "augmentation on (the last epoch on the plain images)" in "\n".join(log)
+    augmented.clear()
+    train.train(quiet_config(tmp_path, epochs=2, clean_last_epoch=False), data=small_mnist, log=log.append)
+    assert sum(augmented) == 8000
+    augmented.clear()
+    train.train(quiet_config(tmp_path, epochs=1, augment=True), data=small_mnist, log=log.append)
+    assert sum(augmented) == 4000  # asked for: the only epoch is augmented
+    assert not train.Config(epochs=1).augments(1)  # one epoch underfits: no augmentation by default
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, small_mnist):
