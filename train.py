@@ -98,7 +98,12 @@ def batches(count, batch_size, generator, device):
 
 
 def normalize(images_uint8):
-    return (images_uint8.float() / 255 - MEAN) / STD
+    return standardize_(images_uint8.float().div_(255))
+
+
+def standardize_(pixels):
+    """Pixels in [0, 1] -> the network's input, in place (no new tensor per training step)."""
+    return pixels.sub_(MEAN).div_(STD)
 
 
 @torch.no_grad()
@@ -128,7 +133,7 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
         batch = images.index_select(0, index).float().div_(255)  # several times faster than images[index]
         if augmenting:
             batch = augment(batch)
-        logits = model(batch.sub_(MEAN).div_(STD))  # normalize() in place: no new tensor each time
+        logits = model(standardize_(batch))
         target = labels.index_select(0, index).to(logits.device, non_blocking=True)
         loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
@@ -212,9 +217,10 @@ def train(config: Config, data=None, log=print):
             f"{resumed['final_test_accuracy']:.2f}% test accuracy")
 
     log(f"model: HybridCNN, {count_parameters(model):,} parameters, placement {placement.describe()}")
-    plain_last = config.augmenting and not config.augments(config.epochs)
+    augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
+                    else "on (the last epoch on the plain images)")
     log(f"training: {config.epochs} epoch(s), batch {config.batch_size}, peak lr {config.lr}, seed {config.seed}, "
-        f"augmentation {'on' if config.augmenting else 'off'}{' (the last epoch on the plain images)' * plain_last}")
+        f"augmentation {augmentation}")
     train_images = data.train_images.to(model.input_device)
     train_labels = data.train_labels.to(model.input_device)
     path = None
