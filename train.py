@@ -92,9 +92,11 @@ def config_from_args(args) -> Config:
     return Config(**{field.name: getattr(args, field.name) for field in fields(Config) if hasattr(args, field.name)})
 
 
-def batches(count, batch_size, generator, device):
-    order = torch.randperm(count, generator=generator).to(device)
-    return order.split(batch_size)
+def batches(count, batch_size, generator, image_device, label_device):
+    """A shuffled epoch as batches of indices, each a pair: on the images' device and on the labels'. The
+    order is copied to each device once per epoch, so no step copies indices or labels between devices."""
+    order = torch.randperm(count, generator=generator)
+    return zip(order.to(image_device).split(batch_size), order.to(label_device).split(batch_size))
 
 
 def normalize(images_uint8):
@@ -122,19 +124,21 @@ def evaluate(model, images, labels, batch_size=1000):
 
 
 def train_one_epoch(model, optimizer, schedule, images, labels, config, generator, progress, augmenting=False):
-    """One pass over the training set, augmented or not. Returns the mean loss (label-smoothed: the loss
+    """One pass over the training set, augmented or not. `images` are on the model's input device, `labels`
+    on its output device (where the loss is computed). Returns the mean loss (label-smoothed: the loss
     optimized) and accuracy (percent) over the epoch, and the training curve: (images seen, loss, accuracy)
     averaged over each stretch of 25 steps."""
     model.train()
     loss_sum = torch.zeros((), device=model.output_device)
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)
     seen, started, curve, last = 0, time.perf_counter(), [], (0, 0.0, 0)
-    for step, index in enumerate(batches(len(images), config.batch_size, generator, images.device), 1):
+    for step, (index, label_index) in enumerate(batches(len(images), config.batch_size, generator,
+                                                        images.device, labels.device), 1):
         batch = images.index_select(0, index).float().div_(255)  # several times faster than images[index]
         if augmenting:
             batch = augment(batch)
         logits = model(standardize_(batch))
-        target = labels.index_select(0, index).to(logits.device, non_blocking=True)
+        target = labels.index_select(0, label_index)  # labels live where the loss is computed
         loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
@@ -222,7 +226,7 @@ def train(config: Config, data=None, log=print):
     log(f"training: {config.epochs} epoch(s), batch {config.batch_size}, peak lr {config.lr}, seed {config.seed}, "
         f"augmentation {augmentation}")
     train_images = data.train_images.to(model.input_device)
-    train_labels = data.train_labels.to(model.input_device)
+    train_labels = data.train_labels.to(model.output_device)
     path = None
     for epoch in range(first_epoch, config.epochs + 1):
         started = time.perf_counter()

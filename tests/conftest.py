@@ -3,7 +3,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import train
+from model import Machine
 from utils.checkpoint import load_model
 from utils.data import MNIST, load_mnist, raw_dir
 from utils.errors import run_cli
@@ -26,6 +29,27 @@ def real_raw_dir(mnist):
 def small_mnist(mnist):
     """The first 4,000 training and 1,000 test digits: real data for tests that train several times."""
     return MNIST(mnist.train_images[:4000], mnist.train_labels[:4000], mnist.test_images[:1000], mnist.test_labels[:1000])
+
+
+NEEDS = {"cuda": pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+         "mps": pytest.mark.skipif(not Machine.detect().mps, reason="Apple's MPS backend is not available on this machine")}
+
+
+def on(mode, device):
+    """A pytest.param (placement mode, device): marked `cuda` or `mps` and skipped, with the reason, where that
+    device is missing; the CPU cases run everywhere."""
+    kind = device.split(":")[0]
+    marks = [] if kind == "cpu" else [getattr(pytest.mark, kind), NEEDS[kind]]
+    return pytest.param(mode, device, marks=marks, id=f"{mode}-{device}")
+
+
+def synchronize(device):
+    """Wait for everything queued on an accelerator."""
+    {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device.split(":")[0], lambda: None)()
+
+
+def quiet_config(tmp_path, **overrides):
+    return train.Config(quiet=True, models_dir=str(tmp_path / "models"), **overrides)
 
 
 def assert_bad_flags_rejected(main, argv, message, capsys):

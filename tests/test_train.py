@@ -14,11 +14,7 @@ from utils.augmentation import augment
 from utils.checkpoint import load_checkpoint, save_new
 from utils.errors import UserError, run_cli
 
-from conftest import REPO, assert_bad_flags_rejected, run_script
-
-
-def quiet_config(tmp_path, **overrides):
-    return train.Config(quiet=True, models_dir=str(tmp_path / "models"), **overrides)
+from conftest import REPO, assert_bad_flags_rejected, quiet_config, run_script
 
 
 def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
