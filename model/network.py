@@ -20,7 +20,7 @@ Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test acc
 import torch
 from torch import nn
 
-from model.placement import BLOCKS, Placement
+from model.placement import BLOCKS, Placement, to_device
 
 
 class ConvBlock(nn.Module):
@@ -114,9 +114,7 @@ class HybridCNN(nn.Module):
         if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
             raise ValueError(f"HybridCNN expects a batch of shape (N, 1, 28, 28), got {tuple(x.shape)}")
         for device, modules in self.stages:
-            # Host-to-accelerator copies may overlap with compute; a copy back to the host must not
-            # (the CPU would read the tensor before it arrives), so that one blocks.
-            x = x.to(device, non_blocking=device.type != "cpu")
+            x = to_device(x, device)  # overlaps with compute only from host to CUDA
             for module in modules:
                 x = module(x)
         return x

@@ -65,6 +65,20 @@ class Placement:
         return cls(**plan)
 
 
+def may_overlap(source: torch.device, target: torch.device) -> bool:
+    """Whether a copy from `source` to `target` may be non-blocking: only host to CUDA. A copy back to the host
+    returns before the data lands, so the CPU would read it too early, and non-blocking copies to MPS from a
+    temporary host tensor have been reported to corrupt data (open PyTorch issues)."""
+    return source.type == "cpu" and target.type == "cuda"
+
+
+def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """tensor.to(device), overlapping with compute where that is safe (may_overlap): every copy between devices
+    in this project goes through here."""
+    device = torch.device(device)
+    return tensor.to(device, non_blocking=may_overlap(tensor.device, device))
+
+
 def normalize_device(device: str, machine: Machine) -> str:
     """'cuda' -> 'cuda:0'; refuse a device this machine does not have."""
     try:

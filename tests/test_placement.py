@@ -5,7 +5,10 @@ import torch
 import torch.nn.functional as F
 
 from model import HybridCNN, Machine, Placement, resolve_placement
+from model.placement import may_overlap
 from utils.errors import UserError
+
+from conftest import REPO
 
 CPU_ONLY, ONE_GPU, APPLE = Machine(), Machine(cuda_devices=1), Machine(mps=True)
 
@@ -55,6 +58,19 @@ def test_plan_is_plain_data_and_split_is_one_argument():
     assert "placement: conv1,conv2 -> cpu | conv3,fc -> cpu" in repr(HybridCNN())
     with pytest.raises(UserError, match="split must be"):
         Placement(split=4)
+
+
+def test_only_host_to_cuda_copies_may_overlap():
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda:0"), torch.device("mps")
+    assert may_overlap(cpu, cuda)
+    for source, target in [(cuda, cpu), (mps, cpu), (cpu, mps), (cpu, cpu), (cuda, cuda)]:
+        assert not may_overlap(source, target), (source, target)
+
+
+def test_every_copy_between_devices_follows_that_rule():
+    """non_blocking is set in one place only, model.placement.to_device, which asks may_overlap."""
+    code = [path for path in REPO.rglob("*.py") if not {"tests", "node_modules", ".venv"} & set(path.parts)]
+    assert [str(path.relative_to(REPO)) for path in code if "non_blocking" in path.read_text()] == ["model/placement.py"]
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
