@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model import HybridCNN, count_parameters, resolve_placement
-from model.placement import MODES
+from model.placement import MODES, accelerator_rng_states, restore_accelerator_rng_states
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
@@ -170,6 +170,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
         "schedule_state": schedule.state_dict(),
         "generator_state": generator.get_state(),
         "rng_state": torch.get_rng_state(),
+        "device_rng_states": accelerator_rng_states(placement),
         "device_used": placement.short_name,
         "placement": placement.to_dict(),
         "epochs": epochs_done,
@@ -214,6 +215,7 @@ def train(config: Config, data=None, log=print):
             schedule.step = position["step"]  # the same run, carried on
             generator.set_state(resumed["generator_state"])
             torch.set_rng_state(resumed["rng_state"])
+            restore_accelerator_rng_states(resumed.get("device_rng_states"), placement, config.resume)
         else:  # a longer run than planned: a fresh one-cycle schedule over the remaining epochs
             schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch
         first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))

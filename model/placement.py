@@ -79,6 +79,42 @@ def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
     return tensor.to(device, non_blocking=may_overlap(tensor.device, device))
 
 
+def accelerator_rng_states(placement: Placement) -> dict:
+    """The random-number states of the accelerators a placement uses (dropout and augmentation draw there),
+    as plain tensors for a checkpoint: {"cuda": [one per CUDA device]}, {"mps": state}, or {} on the CPU."""
+    kinds = {torch.device(device).type for device in (placement.early, placement.late)}
+    states = {}
+    if "cuda" in kinds:
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if "mps" in kinds:
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def restore_accelerator_rng_states(states, placement: Placement, source) -> None:
+    """Put the accelerators' random-number generators back where accelerator_rng_states found them, for the
+    devices this placement uses (a run resumed on another kind of machine draws afresh there). A damaged
+    record is a UserError naming `source`."""
+    if states is None:  # a checkpoint written before these were saved
+        return
+    def is_state(value):
+        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+    valid = isinstance(states, dict) and set(states) <= {"cuda", "mps"} and all(
+        is_state(value) if kind == "mps" else isinstance(value, list) and all(map(is_state, value))
+        for kind, value in states.items())
+    if not valid:
+        raise UserError(f"{source}: damaged checkpoint: device_rng_states is not a record of random-number states")
+    kinds = {torch.device(device).type for device in (placement.early, placement.late)}
+    try:
+        if "cuda" in kinds and "cuda" in states:
+            for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state, index)
+        if "mps" in kinds and "mps" in states:
+            torch.mps.set_rng_state(states["mps"])
+    except RuntimeError:  # a state of the wrong size
+        raise UserError(f"{source}: damaged checkpoint: device_rng_states does not fit this machine's devices") from None
+
+
 def normalize_device(device: str, machine: Machine) -> str:
     """'cuda' -> 'cuda:0'; refuse a device this machine does not have."""
     try:

@@ -9,7 +9,9 @@ import train
 from model import HybridCNN, resolve_placement
 from utils.sgd import SGD, OneCycle
 
-from conftest import on, synchronize
+from utils.checkpoint import load_checkpoint
+
+from conftest import on, quiet_config, synchronize
 
 PLACEMENTS = [on("single", "cpu"), on("hybrid", "cuda"), on("single", "cuda"), on("hybrid", "mps"), on("single", "mps")]
 
@@ -38,3 +40,29 @@ def test_the_loss_reads_every_label_after_it_has_landed(mode, device, small_mnis
     assert torch.equal(torch.cat([copy for _, copy in read]).cpu(), landed)
     assert all(target.device == model.output_device for target, _ in read)
     assert torch.equal(landed.bincount(minlength=10), small_mnist.train_labels.bincount(minlength=10))
+
+
+@pytest.mark.parametrize("mode, device", PLACEMENTS)
+def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, small_mnist):
+    """Augmentation draws random numbers on the early stage's device, dropout on the late stage's: the
+    checkpoint carries every generator's state, so epoch 2 after a resume draws what it would have drawn."""
+    def run(folder, log=lambda message: None, **options):
+        config = quiet_config(tmp_path / folder, epochs=2, augment=True, placement=mode, device=device, **options)
+        return train.train(config, data=small_mnist, log=log)[0]
+
+    straight = run("straight")
+
+    def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
+        if message.startswith("epoch 2/2"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    state = load_checkpoint(path)
+    assert state["epochs"] == 1
+    kinds = {torch.device(device).type} - {"cpu"}
+    assert set(state["device_rng_states"]) == kinds
+    resumed = run("resumed", resume=str(path))
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
