@@ -20,7 +20,7 @@ Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test acc
 import torch
 from torch import nn
 
-from model.placement import BLOCKS, Placement, to_device
+from model.placement import BLOCKS, Placement, make_reproducible, to_device
 
 
 class ConvBlock(nn.Module):
@@ -97,6 +97,7 @@ class HybridCNN(nn.Module):
         self.stages = [(torch.device(placement.early), blocks[: placement.split]),
                        (torch.device(placement.late), blocks[placement.split:])]
         for device, modules in self.stages:
+            make_reproducible(device)
             for module in modules:
                 module.to(device)
         self.placement = placement

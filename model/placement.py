@@ -5,6 +5,7 @@ rest and the classifier. Modes: `hybrid` puts the early stage on the accelerator
 the CPU; `single` puts everything on one device; `auto` is hybrid when an accelerator is present and
 single on the CPU otherwise. Detection order: CUDA, then Apple MPS, then CPU.
 """
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -14,6 +15,10 @@ from utils.errors import UserError
 MODES = ("auto", "hybrid", "single")
 BLOCKS = ("conv1", "conv2", "conv3", "fc")  # in forward order; the plan splits this list in two
 DEFAULT_SPLIT = 2  # conv1, conv2 early; conv3, fc late
+
+# cuBLAS is deterministic only with a fixed workspace, and reads this when CUDA starts: set it before then
+# (a setting of the user's own wins). See make_reproducible.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,21 @@ def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
     in this project goes through here."""
     device = torch.device(device)
     return tensor.to(device, non_blocking=may_overlap(tensor.device, device))
+
+
+def make_reproducible(device) -> None:
+    """On CUDA, the same seed gives the same numbers, as on the CPU: cuDNN's autotuner and its nondeterministic
+    kernels off, and TF32 off (PyTorch lets cuDNN convolutions round to TF32 by default: faster on recent
+    GPUs, but not the float32 numbers the CPU computes). An operation that has no deterministic CUDA kernel
+    warns rather than stops; none of the ones training uses is such. Called for every device a model is
+    placed on; nothing to do for the CPU and MPS."""
+    if torch.device(device).type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # nothing here reads memory before writing it
 
 
 def accelerator_rng_states(placement: Placement) -> dict:

@@ -66,3 +66,17 @@ def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, 
     resumed = run("resumed", resume=str(path))
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode, device", PLACEMENTS)
+def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, small_mnist):
+    def run(seed):
+        config = quiet_config(tmp_path, epochs=2, augment=True, placement=mode, device=device, seed=seed)
+        return train.train(config, data=small_mnist, log=lambda message: None)
+
+    first, second = run(5), run(5)
+    assert first[2][-1]["test_accuracy"] == second[2][-1]["test_accuracy"]
+    for a, b in zip(first[0].state_dict().values(), second[0].state_dict().values()):
+        assert torch.equal(a, b)
+    other = run(6)
+    assert not torch.equal(other[0].conv1.conv.weight, first[0].conv1.conv.weight)

@@ -1,5 +1,9 @@
 """Where the network runs: the two-stage plan, its resolution on described machines, and the promise that
 splitting the network between stages changes nothing but where it runs."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -65,6 +69,29 @@ def test_only_host_to_cuda_copies_may_overlap():
     assert may_overlap(cpu, cuda)
     for source, target in [(cuda, cpu), (mps, cpu), (cpu, mps), (cpu, cpu), (cuda, cuda)]:
         assert not may_overlap(source, target), (source, target)
+
+
+def settings_after_placing_on(device):
+    """make_reproducible changes process-wide settings: look at them in a fresh interpreter that places a
+    model on `device` (early stage), with no CUBLAS_WORKSPACE_CONFIG of the caller's."""
+    probe = ("import os, torch; from model import HybridCNN, Placement; HybridCNN(Placement(%r, 'cpu')); "
+             "b = torch.backends; print(torch.are_deterministic_algorithms_enabled(), b.cudnn.benchmark, "
+             "b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, os.environ.get('CUBLAS_WORKSPACE_CONFIG'))" % device)
+    env = {key: value for key, value in os.environ.items() if key != "CUBLAS_WORKSPACE_CONFIG"}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_cpu_runs_keep_torch_defaults_and_cublas_is_set_up_before_cuda_starts():
+    deterministic, benchmark, _, _, workspace = settings_after_placing_on("cpu")
+    assert (deterministic, benchmark, workspace) == ("False", "False", ":4096:8")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_placing_a_model_on_cuda_makes_it_reproducible():
+    assert settings_after_placing_on("cuda:0") == ["True", "False", "False", "False", ":4096:8"]
 
 
 def test_every_copy_between_devices_follows_that_rule():
