@@ -47,7 +47,7 @@ def run_once(mode, device, seed, models):
     if process.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed: {process.stderr.read().decode().strip()}")
     (checkpoint,) = folder.glob("*.pth")
-    last = torch.load(checkpoint, weights_only=True)["history"][-1]
+    last = torch.load(checkpoint, map_location="cpu", weights_only=True)["history"][-1]
     peak_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
     return last["train_seconds"], wall, peak_mb, last["test_accuracy"]
 

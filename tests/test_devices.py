@@ -1,5 +1,9 @@
 """The device paths that training really uses, on every placement this machine has: the CPU cases run
 everywhere, the CUDA and MPS ones (marked `cuda`, `mps`) where that device is present."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +15,7 @@ from utils.sgd import SGD, OneCycle
 
 from utils.checkpoint import load_checkpoint
 
-from conftest import on, quiet_config, synchronize
+from conftest import REPO, on, quiet_config, synchronize
 
 PLACEMENTS = [on("single", "cpu"), on("hybrid", "cuda"), on("single", "cuda"), on("hybrid", "mps"), on("single", "mps")]
 
@@ -80,3 +84,22 @@ def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, small
         assert torch.equal(a, b)
     other = run(6)
     assert not torch.equal(other[0].conv1.conv.weight, first[0].conv1.conv.weight)
+
+
+@pytest.mark.parametrize("mode, device", PLACEMENTS)
+def test_a_checkpoint_saved_on_a_device_loads_where_there_is_no_gpu(mode, device, tmp_path, small_mnist):
+    """Plain torch.load(path, weights_only=True), no map_location, in a process that sees no GPU: what a
+    colleague's laptop or a downloaded CI artifact gets."""
+    _, path, _ = train.train(quiet_config(tmp_path, placement=mode, device=device), data=small_mnist,
+                             log=lambda message: None)
+    check = ("import sys, torch; state = torch.load(sys.argv[1], weights_only=True)\n"
+             "def tensors(value):\n"
+             "    if isinstance(value, torch.Tensor): yield value\n"
+             "    elif isinstance(value, (dict, list, tuple)):\n"
+             "        for item in (value.values() if isinstance(value, dict) else value): yield from tensors(item)\n"
+             "print(sorted({str(t.device) for t in tensors(state)}), len(list(tensors(state))))")
+    result = subprocess.run([sys.executable, "-c", check, str(path)], cwd=REPO, capture_output=True, text=True,
+                            env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr
+    devices, count = result.stdout.rsplit(" ", 1)
+    assert devices == "['cpu']" and int(count) >= len(HybridCNN().state_dict())

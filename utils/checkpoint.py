@@ -1,5 +1,6 @@
-"""Checkpoints: plain types and tensors only (so `torch.load(path, weights_only=True)` reads them),
-written atomically (temporary file, then rename) under names that never collide."""
+"""Checkpoints: plain types and CPU tensors only (so `torch.load(path, weights_only=True)` reads them on any
+machine, one without a GPU too), written atomically (temporary file, then rename) under names that never
+collide."""
 from pathlib import Path
 
 import torch
@@ -13,8 +14,21 @@ REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict
             "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
 
 
+def on_cpu(value):
+    """A copy of `value` (dicts, lists and tuples of tensors and plain data) with every tensor on the CPU: a
+    tensor saved from a GPU keeps its device, and loading it where there is none fails."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
+
+
 def save_new(state: dict, models_dir, device_name: str) -> Path:
     """Write models_dir/model_<device>_<YYYYmmdd_HHMMSS>.pth; two runs in the same second get distinct names."""
+    state = on_cpu(state)
     try:
         return write_new(models_dir, f"model_{device_name}_{timestamp()}", ".pth", lambda path: torch.save(state, path))
     except OSError as error:
@@ -23,6 +37,7 @@ def save_new(state: dict, models_dir, device_name: str) -> Path:
 
 def save_over(state: dict, path: Path) -> None:
     """Atomically replace this run's own checkpoint (written by save_new) with a newer state."""
+    state = on_cpu(state)
     replace_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
