@@ -108,3 +108,13 @@ def test_a_restored_optimizer_takes_the_same_next_step():
     step(resumed, restored, grads[1])
     for (name, a), b in zip(carried.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_every_parameter_starts_on_a_64_byte_boundary():
+    model = HybridCNN()
+    optimizer = SGD(model.parameters(), WEIGHT_DECAY)
+    parameters = list(model.parameters())
+    assert len(optimizer.groups) == 1 and len(optimizer.groups[0].members) == len(parameters)
+    assert all(parameter.data_ptr() % 64 == 0 for parameter in parameters)
+    flat = optimizer.groups[0].values
+    assert all(parameter.untyped_storage().data_ptr() == flat.untyped_storage().data_ptr() for parameter in parameters)

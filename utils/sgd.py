@@ -63,7 +63,7 @@ class SGD:
     @torch.no_grad()
     def step(self, lr, momentum):
         for group in self.groups:
-            grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1) for p in group.members])
+            grad = group.gather([torch.zeros_like(p) if p.grad is None else p.grad for p in group.members])
             grad.add_(group.values, alpha=self.weight_decay)
             if group.momentum is None:
                 group.momentum = grad.clone()
@@ -99,19 +99,39 @@ class SGD:
             if all(part is None for part in parts):
                 group.momentum = None
             else:  # a buffer not started yet is a zero one: the next step makes it the gradient either way
-                group.momentum = torch.cat([(torch.zeros_like(p) if part is None else part.to(p)).reshape(-1)
-                                            for p, part in zip(group.members, parts)])
+                group.momentum = group.gather([torch.zeros_like(p) if part is None else part.to(p)
+                                               for p, part in zip(group.members, parts)])
+
+
+ALIGNMENT = 16  # elements (64 bytes of float32): where each parameter's view starts in the flat tensor
 
 
 class Flat:
-    """Parameters of one device moved into one flat tensor, `values`: each becomes a view of its part."""
+    """Parameters of one device moved into one flat tensor, `values`: each becomes a view of its part. Each
+    part starts at a multiple of ALIGNMENT elements, the gaps between them hold zeros: a view at an odd
+    offset (conv2.weight started at byte 1080) rules out some cuDNN and cuBLASLt kernels, and MPS has had
+    silent bugs with offset views."""
 
     def __init__(self, members):
         self.members = members
-        self.values = torch.cat([p.detach().reshape(-1) for p in members])
+        self.offsets, end = [], 0
+        for parameter in members:
+            start = -(-end // ALIGNMENT) * ALIGNMENT
+            self.offsets.append(start)
+            end = start + parameter.numel()
+        self.gaps = [torch.zeros(later - (start + p.numel()), dtype=p.dtype, device=p.device)  # zeros stay zeros
+                     for start, p, later in zip(self.offsets, members, self.offsets[1:] + [end])]
+        self.values = self.gather([p.detach() for p in members])
         for parameter, part in zip(members, self.split(self.values)):
             parameter.data = part
         self.momentum = None  # flat too, once the first step starts it
 
+    def gather(self, tensors):
+        """One tensor per member (a gradient, say) -> a new flat tensor in this layout: one concatenation."""
+        pieces = []
+        for tensor, gap in zip(tensors, self.gaps):
+            pieces += [tensor.reshape(-1), gap] if len(gap) else [tensor.reshape(-1)]
+        return torch.cat(pieces)
+
     def split(self, flat):
-        return [part.view_as(p) for p, part in zip(self.members, flat.split([p.numel() for p in self.members]))]
+        return [flat[start:start + p.numel()].view_as(p) for start, p in zip(self.offsets, self.members)]
