@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model import HybridCNN, count_parameters, resolve_placement
-from model.placement import MODES, accelerator_rng_states, restore_accelerator_rng_states
+from model.placement import (MODES, accelerator_rng_states, peak_memory_mb, reset_peak_memory,
+                             restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
@@ -127,11 +128,12 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
     """One pass over the training set, augmented or not. `images` are on the model's input device, `labels`
     on its output device (where the loss is computed). Returns the mean loss (label-smoothed: the loss
     optimized) and accuracy (percent) over the epoch, and the training curve: (images seen, loss, accuracy)
-    averaged over each stretch of 25 steps."""
+    averaged over each stretch of 25 steps; and (images, seconds) at the first of those stretches' ends, where
+    an accelerator's start-up (CUDA context, cuDNN, kernel loading) falls."""
     model.train()
     loss_sum = torch.zeros((), device=model.output_device)
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)
-    seen, started, curve, last = 0, time.perf_counter(), [], (0, 0.0, 0)
+    seen, started, curve, last, first = 0, time.perf_counter(), [], (0, 0.0, 0), None
     for step, (index, label_index) in enumerate(batches(len(images), config.batch_size, generator,
                                                         images.device, labels.device), 1):
         batch = images.index_select(0, index).float().div_(255)  # several times faster than images[index]
@@ -155,10 +157,11 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
             window = seen - last[0]
             curve.append((seen, (total_loss - last[1]) / window, (total_correct - last[2]) / window * 100))
             last = (seen, total_loss, total_correct)
+            first = first or (seen, time.perf_counter() - started)
             progress.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen * 100:.2f}%",
                                  img_s=f"{seen / (time.perf_counter() - started):,.0f}", refresh=False)
         progress.update(len(index))
-    return loss_sum.item() / seen, correct.item() / seen * 100, curve
+    return loss_sum.item() / seen, correct.item() / seen * 100, curve, first
 
 
 def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done, history, generator):
@@ -231,16 +234,19 @@ def train(config: Config, data=None, log=print):
     train_labels = data.train_labels.to(model.output_device)
     path = None
     for epoch in range(first_epoch, config.epochs + 1):
+        reset_peak_memory(placement.accelerator)
         started = time.perf_counter()
         with tqdm(total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
                   disable=config.quiet, leave=False, dynamic_ncols=True) as progress:
-            train_loss, train_accuracy, curve = train_one_epoch(model, optimizer, schedule, train_images, train_labels,
-                                                                config, generator, progress, config.augments(epoch))
+            train_loss, train_accuracy, curve, first = train_one_epoch(
+                model, optimizer, schedule, train_images, train_labels, config, generator, progress,
+                config.augments(epoch))
         train_seconds = time.perf_counter() - started
         test_loss, test_accuracy, _ = evaluate(model, data.test_images, data.test_labels)
         history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                         "test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
-                        "curve": curve})
+                        "first_steps": {"images": first[0], "seconds": first[1]}, "curve": curve,
+                        "device_peak_mb": peak_memory_mb(placement.accelerator)})
         log(f"epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} acc {train_accuracy:.2f}% | "
             f"test loss {test_loss:.4f} acc {test_accuracy:.2f}% | {train_seconds:.1f} s "
             f"({len(train_images) / train_seconds:,.0f} img/s)")

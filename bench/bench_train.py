@@ -1,7 +1,10 @@
 """Speed benchmark: `python train.py --epochs 1` run several times, each in a fresh process exactly as a
 user runs it, for each placement this machine offers. Prints the median training-loop time of the epoch
-(as train.py measures it, read back from the checkpoint), images/s, the median wall time of the whole
-process (imports, data, training, evaluation, saving), its peak memory, and the test accuracy range.
+(as train.py measures it, read back from the checkpoint) and apart from it the first 25 steps (where an
+accelerator starts up: CUDA context, cuDNN, kernels) and the steady state (the rest, scaled to a whole
+epoch), images/s, the median wall time of the whole process (imports, data, training, evaluation,
+saving), the process's peak memory and the accelerator's (CUDA: the most its tensors held during the
+epoch and its evaluation; MPS: what its driver holds at the end), and the test accuracy range.
 
     python bench/bench_train.py [--runs 5]
 
@@ -35,7 +38,8 @@ def placements(machine):
 
 
 def run_once(mode, device, seed, models):
-    """One `python train.py --epochs 1` process: (loop seconds, wall seconds, peak MB, test accuracy)."""
+    """One `python train.py --epochs 1` process: (loop seconds, first steps' seconds, steady-state epoch seconds,
+    wall seconds, peak MB, device peak MB or None, test accuracy)."""
     folder = Path(tempfile.mkdtemp(dir=models))
     command = [sys.executable, "train.py", "--epochs", "1", "--quiet", "--seed", str(seed),
                "--placement", mode, "--device", device, "--models-dir", str(folder)]
@@ -49,7 +53,10 @@ def run_once(mode, device, seed, models):
     (checkpoint,) = folder.glob("*.pth")
     last = torch.load(checkpoint, map_location="cpu", weights_only=True)["history"][-1]
     peak_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
-    return last["train_seconds"], wall, peak_mb, last["test_accuracy"]
+    first = last["first_steps"]
+    steady = (last["train_seconds"] - first["seconds"]) * 60000 / (60000 - first["images"])
+    return (last["train_seconds"], first["seconds"], steady, wall, peak_mb, last["device_peak_mb"],
+            last["test_accuracy"])
 
 
 def machine_speed():
@@ -78,11 +85,13 @@ def main():
             before = machine_speed()
             runs = [run_once(mode, device, seed, models) for seed in range(1, args.runs + 1)]
             after = machine_speed()
-            loops, walls, peaks, accuracies = zip(*runs)
+            loops, firsts, steadies, walls, peaks, device_peaks, accuracies = zip(*runs)
             loop = statistics.median(loops)
-            print(f"{mode:>6} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}), "
+            device_peak = "" if device == "cpu" else f", {device} {max(device_peaks):,.0f} MB"
+            print(f"{mode:>6} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}; "
+                  f"first 25 steps {statistics.median(firsts):.2f} s, steady state {statistics.median(steadies):.2f} s), "
                   f"{60000 / loop:,.0f} img/s | whole process median {statistics.median(walls):.2f} s "
-                  f"(min {min(walls):.2f}, max {max(walls):.2f}) | peak memory {max(peaks):,.0f} MB | "
+                  f"(min {min(walls):.2f}, max {max(walls):.2f}) | peak memory host {max(peaks):,.0f} MB{device_peak} | "
                   f"test accuracy {min(accuracies):.2f}-{max(accuracies):.2f}% | "
                   f"machine speed check {before:.2f} ms before, {after:.2f} ms after")
 

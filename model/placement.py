@@ -52,6 +52,11 @@ class Placement:
         return self.early != self.late
 
     @property
+    def accelerator(self) -> str | None:
+        """The device other than the CPU that this plan uses, if any."""
+        return next((device for device in (self.early, self.late) if device != "cpu"), None)
+
+    @property
     def short_name(self) -> str:
         """cpu, cuda, mps, hybrid-cuda, hybrid-mps: used in checkpoint names."""
         accelerator = self.early.split(":")[0]
@@ -133,6 +138,22 @@ def restore_accelerator_rng_states(states, placement: Placement, source) -> None
             torch.mps.set_rng_state(states["mps"])
     except RuntimeError:  # a state of the wrong size
         raise UserError(f"{source}: damaged checkpoint: device_rng_states does not fit this machine's devices") from None
+
+
+def reset_peak_memory(device) -> None:
+    if device and torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device) -> float | None:
+    """The most memory tensors held on an accelerator since reset_peak_memory (CUDA); on MPS, which keeps no
+    peak, what its driver holds now; None for the CPU (the process's peak is the operating system's to tell)."""
+    kind = torch.device(device).type if device else "cpu"
+    if kind == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if kind == "mps":
+        return torch.mps.driver_allocated_memory() / 2**20
+    return None
 
 
 def normalize_device(device: str, machine: Machine) -> str:

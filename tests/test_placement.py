@@ -54,7 +54,8 @@ def test_bad_plans_are_clear_errors(machine, mode, device, message):
 def test_plan_is_plain_data_and_split_is_one_argument():
     plan = resolve_placement("auto", machine=ONE_GPU)
     assert plan.describe() == "conv1,conv2 -> cuda:0 | conv3,fc -> cpu"
-    assert plan.short_name == "hybrid-cuda"
+    assert plan.short_name == "hybrid-cuda" and plan.accelerator == "cuda:0"
+    assert Placement("mps", "mps").accelerator == "mps" and Placement().accelerator is None
     assert Placement.from_dict(plan.to_dict()) == plan
     assert all(isinstance(value, (str, int)) for value in plan.to_dict().values())
     moved = resolve_placement("auto", machine=ONE_GPU, split=3)

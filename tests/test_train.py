@@ -30,6 +30,10 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
     assert state["parameters"] == sum(t.numel() for t in HybridCNN().parameters())
     assert isinstance(state["final_test_accuracy"], float) and isinstance(state["torch_version"], str)
     assert state["final_test_accuracy"] >= 99.0  # the promise for the default seed
+    (epoch,) = state["history"]
+    assert epoch["first_steps"]["images"] == 25 * train.Config.batch_size  # where an accelerator starts up
+    assert 0 < epoch["first_steps"]["seconds"] < epoch["train_seconds"]
+    assert epoch["device_peak_mb"] is None if placement.accelerator is None else epoch["device_peak_mb"] > 0
     assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+% \| test loss [\d.]+ acc 99\.\d\d%", result.stdout)
 
     model = HybridCNN()  # an independent evaluation of the saved weights, on the CPU
