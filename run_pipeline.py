@@ -1,8 +1,10 @@
 """The whole story in one run: data, what the augmentation does, training, checkpoint, accuracy check,
 pictures and a summary.
 
-    python run_pipeline.py --epochs 1 --aug-samples 3 --aug-per-sample 5
-    python run_pipeline.py --epochs 0          # the augmentation pictures alone
+    python run_pipeline.py --epochs 1 --aug-samples 3 --aug-per-sample 5   # the complete pipeline
+    python run_pipeline.py --aug-samples 3 --aug-per-sample 5              # the augmentation demo alone
+
+Without --epochs (or with --epochs 0) it draws the augmentation pictures and trains nothing.
 
 It takes every flag train.py takes and trains with the same engine (train.train).
 """
@@ -27,12 +29,20 @@ def bounded_count(text):
 
 
 def non_negative_int(text):
-    return 0 if text.strip() == "0" else positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def parse_args(argv):
-    parser = OneLineErrors(description="Augmentation pictures, training, checkpoint, accuracy check, summary.")
-    train.add_training_flags(parser, epochs_type=non_negative_int)
+    parser = OneLineErrors(description="Augmentation pictures, then (with --epochs N) training, checkpoint, "
+                                       "accuracy check, pictures of the trained model, summary.")
+    train.add_training_flags(parser, epochs_type=non_negative_int, epochs_default=0,
+                             epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
     parser.add_argument("--aug-samples", type=bounded_count, default=3, help="digits shown in the augmentation grid (1-64, default: %(default)s)")
     parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")
     parser.add_argument("--min-accuracy", type=float, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
@@ -96,7 +106,7 @@ def main(argv=None):
         print(f"final test accuracy: {test_accuracy:.2f}% (minimum {args.min_accuracy:.1f}%: {'passed' if passed else 'FAILED'})")
         print(f"checkpoint: {checkpoint}")
     else:
-        print("final test accuracy: not trained (--epochs 0), no checkpoint")
+        print("final test accuracy: not trained (the augmentation demo alone: --epochs N trains), no checkpoint")
     print(f"pictures written: {len(pictures)}: {', '.join(str(p) for p in pictures)}")
     print(f"total time: {time.perf_counter() - started:.1f} s")
     if checkpoint and not passed:

@@ -70,10 +70,11 @@ HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup", "la
                    "clean_last_epoch")  # + "augment", as resolved
 
 
-def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int) -> None:
-    """The flags train.py takes; run_pipeline.py takes the same ones."""
+def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int, epochs_default=Config.epochs,
+                       epochs_help="epochs to train (default: %(default)s)") -> None:
+    """The flags train.py takes; run_pipeline.py takes the same ones (with its own --epochs default)."""
     default = Config()
-    parser.add_argument("--epochs", type=epochs_type, default=default.epochs, help="epochs to train (default: %(default)s)")
+    parser.add_argument("--epochs", type=epochs_type, default=epochs_default, help=epochs_help)
     parser.add_argument("--batch-size", type=positive_int, default=default.batch_size, help="images per step (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=default.lr, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=default.seed, help="random seed (default: %(default)s)")

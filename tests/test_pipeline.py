@@ -28,11 +28,14 @@ def test_pipeline_end_to_end(tmp_path, mnist):
     assert Image.open(grid).size == (6 * 140, 3 * 150 + 40)
 
 
-def test_demo_only_leaves_no_checkpoint(tmp_path, mnist):
+@pytest.mark.parametrize("epochs", [[], ["--epochs", "0"]], ids=["no --epochs", "--epochs 0"])
+def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
+    """Without --epochs, as the original README documents it: the augmentation demo alone."""
     models, samples = tmp_path / "models", tmp_path / "samples"
-    result = run_script("run_pipeline.py", "--epochs", "0", "--aug-samples", "2", "--aug-per-sample", "7",
+    result = run_script("run_pipeline.py", *epochs, "--aug-samples", "2", "--aug-per-sample", "7",
                         "--models-dir", str(models), "--samples-dir", str(samples))
     assert result.returncode == 0, result.stderr
+    assert "epochs trained: 0" in result.stdout and "== 3. training" not in result.stdout
     assert not models.exists() or not list(models.iterdir())
     (grid,) = samples.glob("augmentation_*.png")
     assert Image.open(grid).size == (8 * 140, 2 * 150 + 40)
@@ -43,7 +46,8 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist):
     (["--aug-samples", "0"], "--aug-samples: must be at least 1, not 0"),
     (["--aug-per-sample", "65"], "--aug-per-sample: must be at most 64, not 65"),
     (["--aug-samples", "three"], "--aug-samples: 'three' is not a whole number"),
-    (["--epochs", "-1"], "--epochs: must be at least 1, not -1"),
+    (["--epochs", "-1"], "--epochs: must be 0 or more, not -1"),
+    (["--epochs", "one"], "--epochs: 'one' is not a whole number"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(run_pipeline.main, argv, message, capsys)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, fresh_copy
 
 WORKFLOW = REPO / ".github" / "workflows" / "ml-pipeline.yml"
 LINTER = REPO / ".ci" / "actionlint.cjs"
@@ -71,18 +71,6 @@ def test_workflow_does_what_the_issue_asks():
     uploads = using(steps, "actions/upload-artifact")
     assert {upload["with"]["path"].split("/")[0] for upload in uploads} == {"models", "samples"}
     assert all(upload["with"]["retention-days"] > 0 and upload["with"]["name"] for upload in uploads)
-
-
-def fresh_copy(target: Path, raw_dir: Path) -> None:
-    """What a clone of this working tree holds (tracked and new files, not ignored ones), plus the
-    verified MNIST files, so that the data step checks them instead of downloading."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, listed):
-        if (REPO / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, target / name)
-    shutil.copytree(raw_dir, target / "data" / "MNIST" / "raw")
 
 
 def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
