@@ -4,6 +4,7 @@ from image files with it.
     python evaluate.py models/model_cpu_20261123_130720.pth     # test accuracy, per class, vs. recorded
     python evaluate.py models                                    # the newest checkpoint in a folder
     python evaluate.py models --image my_digit.png photo.jpg     # predict the digit in each image
+    python evaluate.py mnist-model-12.zip                        # a CI artifact as GitHub downloads it
 
 The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
 from what it records, placed for this machine.
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 
 import train
-from utils.checkpoint import load_model
+from utils.checkpoint import load_model, opened
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, run_cli
 from utils.images import load_digit
@@ -26,7 +27,8 @@ TOLERANCE = 0.1  # percentage points (10 test digits): floating-point difference
 
 def parse_args(argv):
     parser = OneLineErrors(description="Evaluate a checkpoint on the MNIST test set, or predict digits in images.")
-    parser.add_argument("checkpoint", metavar="PATH", help="a .pth checkpoint, or a folder: its newest checkpoint")
+    parser.add_argument("checkpoint", metavar="PATH", help="a .pth checkpoint, a folder (its newest checkpoint) or "
+                                                           "a zip of checkpoints (a downloaded CI artifact)")
     parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
@@ -97,7 +99,10 @@ def predict_images(model, files) -> bool:
 def main(argv=None):
     args = parse_args(argv)
     path = newest_checkpoint(Path(args.checkpoint))
-    model, state = load_model(path, device=args.device)
+    with opened(path) as file:
+        if file != path:
+            path = f"{path}: {file.name}"
+        model, state = load_model(file, device=args.device, name=path)
     print(f"checkpoint: {path} ({state['architecture']}, {state['parameters']:,} parameters, "
           f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {state.get('device_used', '?')}, "
           f"torch {state.get('torch_version', '?')}); evaluating on {model.placement.describe()}")

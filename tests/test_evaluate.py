@@ -2,6 +2,7 @@
 ordinary image files (drawn dark on white, any size and mode) the way MNIST digits were made."""
 import io
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -132,3 +133,59 @@ def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_ep
     assert len(errors) == len(bad)
     for line, (name, message) in zip(errors, bad.items()):
         assert line.startswith(f"error: {tmp_path / name}") and message in line, line
+
+
+def artifact(path, members):
+    """A zip as GitHub's run page downloads an artifact: (name, bytes, date_time) members."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data, when in members:
+            archive.writestr(zipfile.ZipInfo(name, when), data, zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_reads_the_checkpoint_inside_a_downloaded_artifact(one_epoch_run, tmp_path):
+    checkpoint = one_epoch_run[1]
+    zipped = artifact(tmp_path / "mnist-model-12.zip", [(checkpoint.name, checkpoint.read_bytes(), (2026, 11, 24, 9, 0, 0))])
+    result = run_script("evaluate.py", str(zipped))
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint: {zipped}: {checkpoint.name} (HybridCNN" in result.stdout and ": matches" in result.stdout
+    draw(7).save(tmp_path / "seven.png")
+    result = run_script("evaluate.py", str(zipped), "--image", str(tmp_path / "seven.png"))
+    assert result.returncode == 0 and re.search(r"seven\.png: \d \(", result.stdout), result.stderr
+    assert sorted(tmp_path.iterdir()) == [zipped, tmp_path / "seven.png"]  # nothing extracted next to it
+
+
+def test_of_several_checkpoints_in_a_zip_the_newest_is_read_and_named(one_epoch_run, tmp_path, capsys):
+    good = one_epoch_run[1].read_bytes()
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    state["final_test_accuracy"] = 12.0  # the older one would not match
+    older = io.BytesIO()
+    torch.save(state, older)
+    zipped = artifact(tmp_path / "two.zip", [("models/model_cpu_20261101_000000.pth", older.getvalue(), (2026, 11, 1, 0, 0, 0)),
+                                             ("models/model_cpu_20261124_000000.pth", good, (2026, 11, 24, 0, 0, 0)),
+                                             ("models/.partial-x.pth", b"", (2026, 11, 25, 0, 0, 0))])
+    assert run_cli(evaluate.main, [str(zipped)]) == 0
+    out = capsys.readouterr().out
+    assert f"{zipped} holds 2 checkpoints: reading the newest, models/model_cpu_20261124_000000.pth" in out
+    assert ": matches" in out
+
+
+def test_bad_zips_are_one_line_errors(one_epoch_run, tmp_path, capsys):
+    good = one_epoch_run[1].read_bytes()
+    cases = {
+        "none.zip": (artifact(tmp_path / "none.zip", [("README.txt", b"hello", (2026, 1, 1, 0, 0, 0))]),
+                     "a zip archive with no checkpoint (.pth) in it"),
+        "bomb.zip": (artifact(tmp_path / "bomb.zip", [("model.pth", bytes(200 * 2**20), (2026, 1, 1, 0, 0, 0))]),
+                     "refused: model.pth would unpack to 209,715,200 bytes"),
+    }
+    flipped = bytearray(artifact(tmp_path / "flipped.zip", [("model.pth", good, (2026, 1, 1, 0, 0, 0))]).read_bytes())
+    flipped[len(flipped) // 3] ^= 0xFF  # inside the compressed checkpoint: its CRC no longer holds
+    (tmp_path / "flipped.zip").write_bytes(flipped)
+    cases["flipped.zip"] = (tmp_path / "flipped.zip", "a damaged zip archive")
+    truncated = artifact(tmp_path / "whole.zip", [("model.pth", good, (2026, 1, 1, 0, 0, 0))]).read_bytes()[:-100]
+    (tmp_path / "truncated.zip").write_bytes(truncated)
+    cases["truncated.zip"] = (tmp_path / "truncated.zip", "not a readable checkpoint")
+    for name, (path, message) in cases.items():
+        assert run_cli(evaluate.main, [str(path)]) == 1, name
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error, (name, error)

@@ -1,7 +1,12 @@
 """Checkpoints: plain types and CPU tensors only (so `torch.load(path, weights_only=True)` reads them on any
 machine, one without a GPU too), written atomically (temporary file, then rename) under names that never
 collide."""
-from pathlib import Path
+import shutil
+import zipfile
+import zlib
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from tempfile import TemporaryDirectory
 
 import torch
 
@@ -10,6 +15,7 @@ from utils.errors import UserError
 from utils.files import replace_atomically, timestamp, write_new
 
 ARCHITECTURE = "HybridCNN"
+MAX_BYTES = 64 * 2**20  # a checkpoint of this project is about 250 KB: a member of a zip beyond this is refused
 REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
             "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
 
@@ -41,13 +47,14 @@ def save_over(state: dict, path: Path) -> None:
     replace_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
-def load_checkpoint(path) -> dict:
-    """Read a checkpoint with weights-only loading; every way it can be wrong is a one-line UserError."""
-    path = Path(path)
-    if not path.is_file():
+def load_checkpoint(path, name=None) -> dict:
+    """Read a checkpoint with weights-only loading; every way it can be wrong is a one-line UserError (about
+    `name`, when the file is a temporary copy of it)."""
+    path, file = Path(name or path), Path(path)
+    if not file.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types here: classify by what it says
         if "GLOBAL" in str(error):  # weights-only unpickling met a class or function: code, refused
             raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "
@@ -73,10 +80,11 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
         raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
 
 
-def load_model(path, placement_mode="auto", device=None) -> tuple[HybridCNN, dict]:
+def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[HybridCNN, dict]:
     """Rebuild the network a checkpoint records, for this machine: the recorded split point between the
     stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, name)
+    path = name or path
     try:
         split = Placement.from_dict(state["placement"]).split
     except (TypeError, UserError):
@@ -87,3 +95,39 @@ def load_model(path, placement_mode="auto", device=None) -> tuple[HybridCNN, dic
         raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
                         f"{count_parameters(model):,}")
     return model.eval(), state
+
+
+@contextmanager
+def opened(path, log=print):
+    """Yield the checkpoint file at `path`: a .pth as it is, or the one inside a zip archive, such as a CI
+    artifact downloaded from GitHub's run page (mnist-model-12.zip): its only .pth, or the newest of several
+    (saying which), extracted to a temporary folder for the time of the `with`. torch's own format is a zip
+    too: one whose members include data.pkl is a checkpoint itself. A member larger than MAX_BYTES is refused
+    before anything is extracted."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        yield path
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if any(PurePosixPath(member.filename).name == "data.pkl" for member in members):
+                yield path  # torch's format: the file is the checkpoint
+                return
+            found = [member for member in members if not member.is_dir() and member.filename.endswith(".pth")
+                     and not PurePosixPath(member.filename).name.startswith(".")]
+            if not found:
+                raise UserError(f"{path}: a zip archive with no checkpoint (.pth) in it")
+            member = max(found, key=lambda candidate: (candidate.date_time, candidate.filename))
+            if len(found) > 1:
+                log(f"{path} holds {len(found)} checkpoints: reading the newest, {member.filename}")
+            if member.file_size > MAX_BYTES:
+                raise UserError(f"{path}: refused: {member.filename} would unpack to {member.file_size:,} bytes, "
+                                f"far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
+            with TemporaryDirectory() as folder:
+                extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
+                with archive.open(member) as source, open(extracted, "wb") as target:
+                    shutil.copyfileobj(source, target)  # stops at the declared size; a bad CRC raises
+                yield extracted
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise UserError(f"{path}: a damaged zip archive ({error})") from None
