@@ -45,20 +45,26 @@ def newest_checkpoint(path: Path) -> Path:
     return found[-1]
 
 
+def test_set_figures(model, data):
+    """(loss, accuracy in percent, correct as a bool per test digit, [(right, total) for digits 0-9])."""
+    loss, accuracy, probabilities = train.evaluate(model, data.test_images, data.test_labels)
+    correct = probabilities.argmax(1) == data.test_labels
+    per_class = [(int(correct[data.test_labels == digit].sum()), int((data.test_labels == digit).sum()))
+                 for digit in range(10)]
+    return loss, accuracy, correct, per_class
+
+
 def evaluate_test_set(model, state, args) -> bool:
     """Print overall and per-class accuracy; True when the figures agree with the recorded one (and reach
     --min-accuracy when it is given)."""
     data = load_mnist(args.data_dir)
     started = time.perf_counter()
-    loss, accuracy, probabilities = train.evaluate(model, data.test_images, data.test_labels)
-    correct = probabilities.argmax(1) == data.test_labels
+    loss, accuracy, correct, per_class = test_set_figures(model, data)
     print(f"test set: {accuracy:.2f}% ({int(correct.sum()):,} of {len(correct):,} correct), "
           f"loss {loss:.4f}, {time.perf_counter() - started:.1f} s")
     print("per class:")
-    for digit in range(10):
-        mine = data.test_labels == digit
-        print(f"  {digit}: {correct[mine].double().mean().item() * 100:6.2f}% "
-              f"({int(correct[mine].sum()):,} of {int(mine.sum()):,})")
+    for digit, (right, total) in enumerate(per_class):
+        print(f"  {digit}: {right / total * 100:6.2f}% ({right:,} of {total:,})")
 
     recorded = float(state["final_test_accuracy"])
     difference = round((accuracy - recorded) / 100 * len(correct))  # in test digits

@@ -2,6 +2,7 @@
 steps work: they are executed in order, on this machine, in a fresh copy of the repo."""
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from model import HybridCNN, count_parameters
 
 from conftest import REPO, fresh_copy
 
@@ -81,6 +84,7 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
     env.pop("MNIST_DATA_DIR", None)
     job = the_job(load_workflow())
     env.update({key: str(value) for key, value in job.get("env", {}).items()})
+    env.update(GITHUB_RUN_NUMBER="12", GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))  # as GitHub sets them
 
     executed = []
     for step in job["steps"]:
@@ -91,9 +95,37 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"step {step['name']!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         executed.append((step["name"], result.stdout))
-    assert len(executed) == 4  # budget, data, one epoch with pictures, verification
+    assert len(executed) == 5  # budget, data, one epoch with pictures, verification, job summary
     assert "budget: under 25,000): ok" in executed[0][1]
     assert "epochs trained: 1" in executed[2][1]
     assert ": matches" in executed[3][1] and "minimum 95.00%: passed" in executed[3][1]
-    for upload in using(job["steps"], "actions/upload-artifact"):
+    uploads = using(job["steps"], "actions/upload-artifact")
+    for upload in uploads:
         assert glob.glob(str(tmp_path / upload["with"]["path"])), f"nothing for {upload['name']!r} to upload"
+    check_job_summary((tmp_path / "summary.md").read_text(), executed[3][1],
+                      [upload["with"]["name"].replace("${{ github.run_number }}", "12") for upload in uploads])
+
+
+def check_job_summary(summary, verification, artifacts):
+    """The Markdown on the run's page: the figures the verification step measured, per class, the budget,
+    the epoch's time, and the artifacts under the names the upload steps give them."""
+    accuracy = re.search(r"test set: ([\d.]+)%", verification).group(1)
+    assert summary.startswith(f"## MNIST: {accuracy}% test accuracy after 1 epoch(s)\n")
+    assert re.search(rf"^\| test accuracy .* \| {accuracy}% \| at least 95% \| passed \|$", summary, re.MULTILINE)
+    assert f"| parameters | {count_parameters(HybridCNN()):,} | under 25,000 | passed |" in summary
+    assert re.search(r"^\| last epoch's training loop \| [\d.]+ s \([\d,]+ images/s\) \|", summary, re.MULTILINE)
+    per_class = re.search(r"^\| accuracy \|((?: [\d.]+% \|){10})$", summary, re.MULTILINE).group(1)
+    counts = re.findall(r"^  \d: +[\d.]+% \(([\d,]+) of ([\d,]+)\)$", verification, re.MULTILINE)
+    expected = [f"{int(right.replace(',', '')) / int(total.replace(',', '')) * 100:.1f}" for right, total in counts]
+    assert len(expected) == 10 and re.findall(r"([\d.]+)%", per_class) == expected
+    assert sorted(artifacts) == ["mnist-model-12", "mnist-samples-12"]
+    assert all(f"`{name}`" in summary for name in artifacts)
+    assert "`python evaluate.py mnist-model-12.zip`" in summary
+
+
+def test_job_summary_without_a_checkpoint_is_one_line(tmp_path, capsys):
+    from utils import job_summary
+    from utils.errors import run_cli
+
+    assert run_cli(job_summary.main, [str(tmp_path), "--min-accuracy", "95", "--budget", "25000"]) == 1
+    assert capsys.readouterr().err == f"error: no checkpoint (*.pth) in {tmp_path}\n"
