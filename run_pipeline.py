@@ -3,6 +3,7 @@ pictures and a summary.
 
     python run_pipeline.py --epochs 1 --aug-samples 3 --aug-per-sample 5   # the complete pipeline
     python run_pipeline.py --aug-samples 3 --aug-per-sample 5              # the augmentation demo alone
+    python run_pipeline.py --epochs 1 --samples-dir docs/images --fixed-names  # the README's pictures
 
 Without --epochs (or with --epochs 0) it draws the augmentation pictures and trains nothing.
 
@@ -47,10 +48,12 @@ def parse_args(argv):
     parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")
     parser.add_argument("--min-accuracy", type=float, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
     parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
+    parser.add_argument("--fixed-names", action="store_true", help="save the pictures as augmentation.png, ... "
+                        "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
     return parser.parse_args(argv)
 
 
-def augmentation_demo(data, samples, per_sample, seed, folder):
+def augmentation_demo(data, samples, per_sample, seed, folder, fixed=False):
     """Draw `samples` training digits of different classes and `per_sample` augmentations of each, with the
     very function and settings that training uses."""
     from utils.plotting import augmentation_grid  # matplotlib costs about a second: only when drawing
@@ -66,7 +69,8 @@ def augmentation_demo(data, samples, per_sample, seed, folder):
             break
     originals = data.train_images[picked].float() / 255
     augmented = augment(originals.repeat_interleave(per_sample, 0), generator=generator)
-    return augmentation_grid(originals, augmented.view(samples, per_sample, 1, 28, 28), data.train_labels[picked], folder)
+    return augmentation_grid(originals, augmented.view(samples, per_sample, 1, 28, 28), data.train_labels[picked], folder,
+                             fixed)
 
 
 def main(argv=None):
@@ -78,7 +82,8 @@ def main(argv=None):
     data = load_mnist(config.data_dir)
 
     print(f"== 2. augmentation: {args.aug_samples} digits x {args.aug_per_sample} augmentations")
-    pictures = [augmentation_demo(data, args.aug_samples, args.aug_per_sample, config.seed, args.samples_dir)]
+    pictures = [augmentation_demo(data, args.aug_samples, args.aug_per_sample, config.seed, args.samples_dir,
+                                  args.fixed_names)]
     print(f"wrote {pictures[0]}")
 
     checkpoint, test_accuracy = None, None
@@ -92,9 +97,10 @@ def main(argv=None):
         print("== 4. pictures of the trained model")
         _, _, probabilities = train.evaluate(model, data.test_images, data.test_labels)
         predictions = probabilities.argmax(1)
-        pictures += [training_curves(history, len(data.train_labels), args.samples_dir),
-                     confusion_matrix(predictions, data.test_labels, args.samples_dir),
-                     confident_mistakes(data.test_images, data.test_labels, probabilities, args.samples_dir)]
+        folder, fixed = args.samples_dir, args.fixed_names
+        pictures += [training_curves(history, len(data.train_labels), folder, fixed),
+                     confusion_matrix(predictions, data.test_labels, folder, fixed),
+                     confident_mistakes(data.test_images, data.test_labels, probabilities, folder, fixed=fixed)]
         for picture in pictures[1:]:
             print(f"wrote {picture}")
 

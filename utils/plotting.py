@@ -1,23 +1,34 @@
 """The pipeline's pictures, as PNG files through matplotlib. Each function draws one figure, saves it
-under a timestamped name that never overwrites anything, and returns the path."""
+under a timestamped name that never overwrites anything (or, with fixed=True, as <kind>.png, replacing
+the last one: the README's pictures), and returns the path."""
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no window, works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from utils.files import timestamp, write_new  # noqa: E402
+from utils.files import replace_atomically, timestamp, write_new  # noqa: E402
 
 
-def save(figure, folder, stem):
+def save(figure, folder, stem, fixed=False):
     figure.tight_layout()
+    def draw(path):
+        figure.savefig(path, dpi=100, format="png")
+
     try:
-        return write_new(folder, f"{stem}_{timestamp()}", ".png", lambda path: figure.savefig(path, dpi=100, format="png"))
+        if not fixed:
+            return write_new(folder, f"{stem}_{timestamp()}", ".png", draw)
+        path = Path(folder) / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_atomically(path, draw)
+        return path
     finally:
         plt.close(figure)
 
 
-def augmentation_grid(originals, augmented, labels, folder):
+def augmentation_grid(originals, augmented, labels, folder, fixed=False):
     """A row per sample: the original digit, then its augmentations. augmented: (samples, per_sample, 1, 28, 28)."""
     rows, per_sample = augmented.shape[:2]
     figure, axes = plt.subplots(rows, per_sample + 1, figsize=(1.4 * (per_sample + 1), 1.5 * rows + 0.4), squeeze=False)
@@ -32,10 +43,10 @@ def augmentation_grid(originals, augmented, labels, folder):
                 axis.set_title("original" if column == 0 else f"augmented {column}", fontsize=9)
         axes[row, 0].set_ylabel(f"label {int(labels[row])}", fontsize=10)
     figure.suptitle("What training sees: the original and random augmentations", fontsize=11)
-    return save(figure, folder, "augmentation")
+    return save(figure, folder, "augmentation", fixed)
 
 
-def training_curves(history, train_size, folder):
+def training_curves(history, train_size, folder, fixed=False):
     """Loss and accuracy: training over steps (25-step averages) and per epoch, test per epoch."""
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for entry in history:
@@ -57,10 +68,10 @@ def training_curves(history, train_size, folder):
     accuracy_axis.set_ylim(max(0, min(a for e in history for _, _, a in e["curve"][1:] or [(0, 0, 90)]) - 1), 100.2)
     last = history[-1]
     figure.suptitle(f"Training curves: {last['test_accuracy']:.2f}% test accuracy after {last['epoch']} epoch(s)")
-    return save(figure, folder, "training_curves")
+    return save(figure, folder, "training_curves", fixed)
 
 
-def confusion_matrix(predictions, labels, folder):
+def confusion_matrix(predictions, labels, folder, fixed=False):
     matrix = torch.zeros(10, 10, dtype=torch.long)
     matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
     figure, axis = plt.subplots(figsize=(7, 6))
@@ -78,10 +89,10 @@ def confusion_matrix(predictions, labels, folder):
     errors = int(matrix.sum() - matrix.trace())
     axis.set_title(f"Confusion matrix on the {int(matrix.sum()):,} test digits ({errors} wrong)")
     figure.colorbar(image, ax=axis, label="log(1 + count)")
-    return save(figure, folder, "confusion_matrix")
+    return save(figure, folder, "confusion_matrix", fixed)
 
 
-def confident_mistakes(images, labels, probabilities, folder, count=24):
+def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=False):
     """The wrong predictions the model was surest of, with predicted and true labels."""
     confidence, predicted = probabilities.max(1)
     wrong = (predicted != labels).nonzero().squeeze(1)
@@ -96,4 +107,4 @@ def confident_mistakes(images, labels, probabilities, folder, count=24):
         axis.set_title(f"pred {int(predicted[index])} ({confidence[index]:.0%})\ntrue {int(labels[index])}",
                        fontsize=8, color="tab:red")
     figure.suptitle(f"The {len(order)} most confident mistakes of {len(wrong)} on the test set", fontsize=11)
-    return save(figure, folder, "confident_mistakes")
+    return save(figure, folder, "confident_mistakes", fixed)
