@@ -94,7 +94,7 @@ def predict_images(model, files) -> bool:
             print(f"error: {error}", file=sys.stderr)
             all_read = False
             continue
-        probabilities = model(train.normalize(digit[None])).softmax(1)[0].cpu()
+        probabilities = model.log_probabilities(train.normalize(digit[None]))[0].exp().cpu()
         best = int(probabilities.argmax())
         runner_up = int(probabilities.topk(2).indices[1])
         print(f"{file}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "

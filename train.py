@@ -112,17 +112,15 @@ def standardize_(pixels):
 
 @torch.no_grad()
 def evaluate(model, images, labels, batch_size=1000):
-    """Mean loss, accuracy in percent and the class probabilities (on the CPU) over a whole set."""
+    """Mean loss (the cross-entropy of the predicted probabilities), accuracy in percent and the class
+    probabilities (on the CPU) over a whole set, from model.log_probabilities: averaged over one-pixel shifts."""
     model.eval()
-    losses, probabilities = [], []
-    for start in range(0, len(images), batch_size):
-        logits = model(normalize(images[start:start + batch_size]))
-        target = labels[start:start + batch_size].to(logits.device)
-        losses.append(F.cross_entropy(logits, target, reduction="sum"))
-        probabilities.append(logits.softmax(1).cpu())
-    probabilities = torch.cat(probabilities)
-    accuracy = (probabilities.argmax(1) == labels.cpu()).double().mean().item() * 100
-    return torch.stack(losses).sum().item() / len(images), accuracy, probabilities
+    log_probabilities = torch.cat([model.log_probabilities(normalize(images[start:start + batch_size])).cpu()
+                                   for start in range(0, len(images), batch_size)])
+    labels = labels.cpu()
+    loss = F.nll_loss(log_probabilities, labels).item()
+    accuracy = (log_probabilities.argmax(1) == labels).double().mean().item() * 100
+    return loss, accuracy, log_probabilities.exp()
 
 
 def train_one_epoch(model, optimizer, schedule, images, labels, config, generator, progress, augmenting=False):

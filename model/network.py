@@ -17,6 +17,8 @@ Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test acc
   random number: with train.py's index_select batches, a training step is about 18% faster, for the
   same function (tests/test_layers.py).
 """
+import math
+
 import torch
 from torch import nn
 
@@ -80,8 +82,15 @@ class Dropout(nn.Dropout):
         return x * keep.to(x.dtype).mul_(1 / (1 - self.p))  # a float mask: multiplying by a bool one is slower
 
 
+# Test-time augmentation: what log_probabilities() averages over, as (rows, columns) moves: the image itself
+# and its four one-pixel shifts. One epoch, seeds 101-120 (one thread): 99.14% mean (99.07-99.21%) against
+# 99.08% (98.89-99.21%) from the image alone; the eight shifts of the 3x3 neighbourhood gave no more (99.15%).
+SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
+
+
 class HybridCNN(nn.Module):
-    """(N, 1, 28, 28) float -> (N, 10) logits. With no placement, everything runs on the CPU."""
+    """(N, 1, 28, 28) float -> (N, 10) logits. With no placement, everything runs on the CPU.
+    log_probabilities() gives the class probabilities that every figure and prediction of this project uses."""
 
     def __init__(self, placement: Placement | None = None, dropout=0.15):
         super().__init__()
@@ -119,6 +128,16 @@ class HybridCNN(nn.Module):
             for module in modules:
                 x = module(x)
         return x
+
+    @torch.no_grad()
+    def log_probabilities(self, x):
+        """The logarithm of the class probabilities, on the output device: the softmax averaged over the image
+        and its four one-pixel shifts (SHIFTS), in one batch, computed in log space (no log of 0). MNIST digits
+        sit inside an empty border of 4 pixels, so rolling an image by one pixel moves the digit and wraps only
+        background around. Call it in eval mode."""
+        views = torch.cat([torch.roll(x, shift, dims=(2, 3)) for shift in SHIFTS])
+        each = self(views).log_softmax(1).view(len(SHIFTS), len(x), -1)
+        return torch.logsumexp(each, 0) - math.log(len(SHIFTS))
 
     def extra_repr(self):
         return f"placement: {self.placement.describe()}"
