@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from tqdm import tqdm
 
 import evaluate
 import train
@@ -14,6 +15,7 @@ from model import HybridCNN, Placement, resolve_placement
 from utils.augmentation import augment
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
+from utils.sgd import SGD, OneCycle
 
 from conftest import REPO, assert_bad_flags_rejected, quiet_config, run_script
 
@@ -68,6 +70,34 @@ def test_augmentation_covers_every_epoch_but_the_last_of_several(tmp_path, small
     train.train(quiet_config(tmp_path, epochs=1, augment=True), data=small_mnist, log=log.append)
     assert sum(augmented) == 4000  # asked for: the only epoch is augmented
     assert not train.Config(epochs=1).augments(1)  # one epoch underfits: no augmentation by default
+
+
+def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypatch):
+    """Config.shift: every batch the network sees is its plain images rolled by one (rows, columns) offset in
+    {-1, 0, 1}; over an epoch all nine offsets occur. With shift 0 the network sees the plain images."""
+    seen = []
+
+    def capture(pixels):  # what the loop hands to the network, before standardizing
+        seen.append(pixels.clone())
+        return pixels
+
+    monkeypatch.setattr(train, "standardize_", capture)
+    for shift in (1, 0):
+        seen.clear()
+        model = HybridCNN()
+        config = train.Config(shift=shift)
+        generator = torch.Generator().manual_seed(0)
+        order = list(train.batches(len(small_mnist.train_labels), config.batch_size, torch.Generator().manual_seed(0),
+                                   "cpu", "cpu"))
+        train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), OneCycle(0.1, len(order), 0.2),
+                              small_mnist.train_images, small_mnist.train_labels, config, generator, tqdm(disable=True))
+        offsets = set()
+        for batch, (index, _) in zip(seen, order):
+            plain = small_mnist.train_images[index].float() / 255
+            found = [(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1) if torch.equal(batch, plain.roll((r, c), (2, 3)))]
+            assert found, "a batch that is not a whole-pixel shift of its images"
+            offsets.add(found[0])
+        assert offsets == ({(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)} if shift else {(0, 0)})
 
 
 def test_resume_refuses_other_architecture(tmp_path, small_mnist):
