@@ -32,8 +32,9 @@ MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 
 @dataclass
 class Config:
-    """Every default in one place. Accuracy figures: one epoch, test accuracy, mean over seeds 1-8, on a
-    2-core CPU."""
+    """Every default in one place. The comments' accuracy figures: one epoch, test accuracy, mean over seeds 1-8
+    unless they say otherwise, on a 2-core CPU, each with the other defaults of its time (docs/performance.md
+    has them all, with their machines)."""
     epochs: int = 1
     batch_size: int = 80  # 99.10% (99.04-99.20); 64 (lr 0.2): 99.11% (99.03-99.16), with a 10% slower loop.
     #                       15 epochs, seeds 1-4: 99.53% mean (99.52-99.55) against 99.47% (99.42-99.52) at 64.
