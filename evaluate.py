@@ -18,7 +18,7 @@ import torch
 import train
 from utils.checkpoint import load_model, opened
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, run_cli
+from utils.errors import OneLineErrors, UserError, percentage, run_cli
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -32,7 +32,7 @@ def parse_args(argv):
     parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
-    parser.add_argument("--min-accuracy", type=float, help="exit 1 if the measured test accuracy (%%) is below this")
+    parser.add_argument("--min-accuracy", type=percentage, help="exit 1 if the measured test accuracy (%%) is below this")
     return parser.parse_args(argv)
 
 

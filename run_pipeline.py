@@ -17,7 +17,7 @@ import torch
 import train
 from utils.augmentation import augment
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli
 
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
@@ -46,7 +46,7 @@ def parse_args(argv):
                              epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
     parser.add_argument("--aug-samples", type=bounded_count, default=3, help="digits shown in the augmentation grid (1-64, default: %(default)s)")
     parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")
-    parser.add_argument("--min-accuracy", type=float, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
+    parser.add_argument("--min-accuracy", type=percentage, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
     parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
     parser.add_argument("--fixed-names", action="store_true", help="save the pictures as augmentation.png, ... "
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")

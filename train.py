@@ -24,7 +24,7 @@ from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value
 from utils.sgd import SGD, OneCycle
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
@@ -81,7 +81,7 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int
     parser.add_argument("--epochs", type=epochs_type, default=epochs_default, help=epochs_help)
     parser.add_argument("--batch-size", type=positive_int, default=default.batch_size, help="images per step (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=default.lr, help="peak learning rate (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=default.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_value, default=default.seed, help="random seed (default: %(default)s)")
     parser.add_argument("--device", default=default.device, help="cpu, cuda, cuda:N or mps (default: detect)")
     parser.add_argument("--placement", choices=MODES, default=default.placement,
                         help="hybrid: conv1-2 on the accelerator, the rest on the CPU; single: one device; "

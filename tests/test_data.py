@@ -9,6 +9,8 @@ import torch
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, prepare, raw_dir, read_idx, resolve_data_dir
 from utils.errors import UserError
 
+from conftest import run_script
+
 # The official class counts of MNIST (digits 0..9).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -89,3 +91,8 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path))
     assert resolve_data_dir() == tmp_path
     assert resolve_data_dir("elsewhere").name == "elsewhere"
+
+
+def test_a_bad_flag_is_one_line():
+    result = run_script("-m", "utils.data", "--bogus")
+    assert result.returncode == 2 and result.stderr == "error: unrecognized arguments: --bogus (see --help)\n"

@@ -15,7 +15,7 @@ from model import HybridCNN, count_parameters
 from utils.errors import run_cli
 from utils.images import to_mnist
 
-from conftest import run_script
+from conftest import assert_bad_flags_rejected, run_script
 
 
 def test_prints_the_accuracy_the_checkpoint_records(one_epoch_run):
@@ -189,3 +189,8 @@ def test_bad_zips_are_one_line_errors(one_epoch_run, tmp_path, capsys):
         assert run_cli(evaluate.main, [str(path)]) == 1, name
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error, (name, error)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "100.5", "high"])
+def test_a_minimum_accuracy_must_be_a_percentage(value, capsys):
+    assert_bad_flags_rejected(evaluate.main, ["models", "--min-accuracy", value], "--min-accuracy: ", capsys)

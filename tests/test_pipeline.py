@@ -48,6 +48,9 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
     (["--aug-samples", "three"], "--aug-samples: 'three' is not a whole number"),
     (["--epochs", "-1"], "--epochs: must be 0 or more, not -1"),
     (["--epochs", "one"], "--epochs: 'one' is not a whole number"),
+    (["--min-accuracy", "nan"], "--min-accuracy: must be a percentage from 0 to 100, not nan"),
+    (["--min-accuracy", "101"], "--min-accuracy: must be a percentage from 0 to 100, not 101"),
+    (["--seed", str(2**64)], "--seed: must be from 0 to 18446744073709551615"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(run_pipeline.main, argv, message, capsys)

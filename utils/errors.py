@@ -46,3 +46,26 @@ def positive_float(text):
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
+
+
+SEEDS = 2**64  # torch's generators take seeds from 0 to 2**64 - 1
+
+
+def seed_value(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < SEEDS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEEDS - 1}, not {value}")
+    return value
+
+
+def percentage(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 100:  # nan and inf fail too
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100, not {text}")
+    return value

@@ -10,7 +10,7 @@ from pathlib import Path
 import evaluate
 from utils.checkpoint import load_model
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli
 
 
 def verdict(ok: bool) -> str:
@@ -47,7 +47,7 @@ def markdown(path, state, accuracy, per_class, min_accuracy, budget, artifacts) 
 def main(argv=None):
     parser = OneLineErrors(prog="python -m utils.job_summary", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", metavar="PATH", help="a checkpoint, or a folder: its newest checkpoint")
-    parser.add_argument("--min-accuracy", type=float, required=True, help="the bar for the test accuracy (%%)")
+    parser.add_argument("--min-accuracy", type=percentage, required=True, help="the bar for the test accuracy (%%)")
     parser.add_argument("--budget", type=positive_int, required=True, help="the parameter count must stay under this")
     parser.add_argument("--artifact", action="append", default=[], help="the name of an artifact the run uploads "
                                                                          "(the model's first)")
