@@ -188,7 +188,10 @@ def test_cli_error_has_no_traceback(tmp_path):
 def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
     models = tmp_path / "models"
     process = subprocess.Popen([sys.executable, "train.py", "--epochs", "1", "--models-dir", str(models)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C as a terminal sends it, also when pytest runs where SIGINT is ignored
+                               # (a background job inherits that, and Python then keeps ignoring it)
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not models.exists() and time.time() < deadline:  # the folder appears when training starts
         time.sleep(0.1)
