@@ -223,6 +223,9 @@ def train(config: Config, data=None, log=print):
         position = resumed.get("schedule_state")
         if (resumed.get("planned_epochs") == config.epochs and isinstance(position, dict)
                 and position.get("total_steps") == schedule.total_steps):
+            missing = [key for key in ("generator_state", "rng_state") if key not in resumed]
+            if missing:
+                raise UserError(f"{config.resume}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
             schedule.step = position["step"]  # the same run, carried on
             generator.set_state(resumed["generator_state"])
             torch.set_rng_state(resumed["rng_state"])

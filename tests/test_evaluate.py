@@ -194,3 +194,18 @@ def test_bad_zips_are_one_line_errors(one_epoch_run, tmp_path, capsys):
 @pytest.mark.parametrize("value", ["nan", "inf", "-1", "100.5", "high"])
 def test_a_minimum_accuracy_must_be_a_percentage(value, capsys):
     assert_bad_flags_rejected(evaluate.main, ["models", "--min-accuracy", value], "--min-accuracy: ", capsys)
+
+
+@pytest.mark.parametrize("name", ["nan_accuracy", "inf_accuracy", "negative_epochs", "split_7", "wrong_count"])
+def test_checkpoints_that_resume_refuses_evaluate_refuses_too(one_epoch_run, tmp_path, name, capsys):
+    from test_train import DAMAGED
+
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    damage = DAMAGED.get(name, {"parameters": 17_000})
+    torch.save(state | damage, tmp_path / f"{name}.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / f"{name}.pth")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and next(iter(damage)) in error and "Traceback" not in error
+    assert run_cli(train.main, ["--resume", str(tmp_path / f"{name}.pth"), "--epochs", "2", "--quiet",
+                                "--models-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == error  # the same one line from both readers

@@ -146,7 +146,25 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     steps = -(-len(small_mnist.train_labels) * 15 // train.Config.batch_size)  # an epoch of the full 60,000
     state |= {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps}}
     torch.save(state | {"device_rng_states": {"cuda": ["not a state"]}}, tmp_path / "device_rng.pth")
+    for name, damage in DAMAGED.items():
+        torch.save(state | damage, tmp_path / f"{name}.pth")
+    torch.save({key: value for key, value in state.items() if key != "rng_state"}, tmp_path / "no_rng_state.pth")
     return tmp_path
+
+
+# Values no run writes: one validation (utils.checkpoint.load_checkpoint) refuses them for every reader
+DAMAGED = {
+    "nan_accuracy": {"final_test_accuracy": float("nan")},
+    "inf_accuracy": {"final_test_accuracy": float("inf")},
+    "negative_epochs": {"epochs": -3},
+    "split_7": {"placement": {"early": "cpu", "late": "cpu", "split": 7}},
+    "placement_of_strings": {"placement": {"where": "moon"}},
+    "short_rng_state": {"rng_state": torch.zeros(10, dtype=torch.uint8)},
+    "generator_state_text": {"generator_state": "seed 1"},
+    "history_number": {"history": 5},
+    "schedule_backwards": {"schedule_state": {"step": 900, "total_steps": 100}},
+    "schedule_text": {"schedule_state": "halfway"},
+}
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -171,6 +189,8 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("pickled.pth", "refused: it holds pickled code"),
     ("foreign.pth", "not a checkpoint of this project"),
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),
+    *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))} ") for name, damage in DAMAGED.items()],
+    ("no_rng_state.pth", "damaged checkpoint: no rng_state to carry the run on"),
 ])
 def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
     argv = ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet", "--models-dir", str(bad_checkpoints)]

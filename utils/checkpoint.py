@@ -1,6 +1,7 @@
 """Checkpoints: plain types and CPU tensors only (so `torch.load(path, weights_only=True)` reads them on any
 machine, one without a GPU too), written atomically (temporary file, then rename) under names that never
 collide."""
+import math
 import shutil
 import zipfile
 import zlib
@@ -68,32 +69,62 @@ def load_checkpoint(path, name=None) -> dict:
         raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
     if state["architecture"] != ARCHITECTURE:
         raise UserError(f"{path}: a checkpoint of architecture {state['architecture']!r}, not {ARCHITECTURE}")
+    damaged = [f"{key} {state[key]!r}" for key in damaged_values(state)]
+    if damaged:
+        raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
     return state
 
 
+def damaged_values(state: dict) -> list[str]:
+    """The keys whose values no run of this project writes: checked once, here, for every reader (evaluate.py,
+    --resume, the job summary). Keys a resume reads are checked when present."""
+    def is_random_state(value):  # what torch.get_rng_state() and Generator.get_state() return
+        return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8
+                and value.shape == torch.get_rng_state().shape)
+
+    def is_step(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    accuracy = state["final_test_accuracy"]
+    checks = {"final_test_accuracy": math.isfinite(accuracy) and 0 <= accuracy <= 100,
+              "epochs": state["epochs"] >= 1, "parameters": state["parameters"] >= 1}
+    try:
+        Placement.from_dict(state["placement"])
+        checks["placement"] = True
+    except (TypeError, UserError):
+        checks["placement"] = False
+    for key in ("rng_state", "generator_state"):
+        if key in state:
+            checks[key] = is_random_state(state[key])
+    if "schedule_state" in state:
+        position = state["schedule_state"]
+        checks["schedule_state"] = (isinstance(position, dict) and is_step(position.get("step"))
+                                    and is_step(position.get("total_steps")) and position["step"] <= position["total_steps"])
+    if "history" in state:
+        checks["history"] = isinstance(state["history"], list) and all(isinstance(entry, dict) for entry in state["history"])
+    return [key for key, fine in checks.items() if not fine]
+
+
 def restore_model(model: torch.nn.Module, state: dict, path) -> None:
-    """Load weights, refusing a state dict whose layers or shapes differ from this model's."""
+    """Load weights, refusing a state dict whose layers or shapes differ from this model's, or whose recorded
+    parameter count is not the count of its weights."""
     try:
         model.load_state_dict(state["model_state_dict"])
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
+    if count_parameters(model) != state["parameters"]:
+        raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
+                        f"{count_parameters(model):,}")
 
 
 def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[HybridCNN, dict]:
     """Rebuild the network a checkpoint records, for this machine: the recorded split point between the
     stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
     state = load_checkpoint(path, name)
-    path = name or path
-    try:
-        split = Placement.from_dict(state["placement"]).split
-    except (TypeError, UserError):
-        raise UserError(f"{path}: damaged checkpoint: placement {state['placement']!r} is not a plan") from None
+    split = Placement.from_dict(state["placement"]).split  # checked by load_checkpoint
     model = HybridCNN(resolve_placement(placement_mode, device, split=split))
-    restore_model(model, state, path)
-    if count_parameters(model) != state["parameters"]:
-        raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
-                        f"{count_parameters(model):,}")
+    restore_model(model, state, name or path)
     return model.eval(), state
 
 
