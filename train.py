@@ -211,6 +211,9 @@ def train(config: Config, data=None, log=print):
     except OSError as error:
         raise UserError(f"cannot create the models folder {config.models_dir}: {error.strerror}") from None
     data = data or load_mnist(config.data_dir, log=log)
+    if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
+        raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
+                        f"({len(data.train_labels):,} images)")
 
     model = HybridCNN(placement)
     optimizer = SGD(model.parameters(), weight_decay=config.weight_decay)

@@ -116,6 +116,13 @@ def test_resume_refuses_other_architecture(tmp_path, small_mnist):
         train.train(quiet_config(tmp_path, epochs=1, resume=str(path)), data=small_mnist)
 
 
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
+    with pytest.raises(UserError, match=r"--batch-size 4001 is larger than the training set \(4,000 images\)"):
+        train.train(quiet_config(tmp_path, batch_size=4001), data=small_mnist, log=lambda m: None)
+    assert not list((tmp_path / "models").glob("*.pth"))
+    train.train(quiet_config(tmp_path, batch_size=4000), data=small_mnist, log=lambda m: None)  # the whole set: fine
+
+
 def test_diverging_loss_stops_without_checkpoint(tmp_path, small_mnist):
     with pytest.raises(UserError, match="loss became (nan|inf)"):
         train.train(quiet_config(tmp_path, lr=1e30), data=small_mnist, log=lambda m: None)
