@@ -17,7 +17,7 @@ import torch
 import train
 from utils.augmentation import augment
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli
 
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
@@ -26,16 +26,6 @@ def bounded_count(text):
     value = positive_int(text)
     if value > MAX_AUGMENTATION_PICTURES:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_AUGMENTATION_PICTURES}, not {value}")
-    return value
-
-
-def non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
 
 

@@ -232,7 +232,7 @@ def train(config: Config, data=None, log=print):
             schedule.step = position["step"]  # the same run, carried on
             generator.set_state(resumed["generator_state"])
             torch.set_rng_state(resumed["rng_state"])
-            restore_accelerator_rng_states(resumed.get("device_rng_states"), placement, config.resume)
+            restore_accelerator_rng_states(resumed.get("device_rng_states", {}), placement, config.resume)
         else:  # a longer run than planned: a fresh one-cycle schedule over the remaining epochs
             schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch
         first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))

@@ -104,40 +104,36 @@ def make_reproducible(device) -> None:
     torch.utils.deterministic.fill_uninitialized_memory = False  # nothing here reads memory before writing it
 
 
+def accelerator_kind(placement: Placement) -> str | None:
+    """"cuda", "mps", or None for a plan that runs on the CPU alone."""
+    return torch.device(placement.accelerator).type if placement.accelerator else None
+
+
 def accelerator_rng_states(placement: Placement) -> dict:
-    """The random-number states of the accelerators a placement uses (dropout and augmentation draw there),
-    as plain tensors for a checkpoint: {"cuda": [one per CUDA device]}, {"mps": state}, or {} on the CPU."""
-    kinds = {torch.device(device).type for device in (placement.early, placement.late)}
-    states = {}
-    if "cuda" in kinds:
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    if "mps" in kinds:
-        states["mps"] = torch.mps.get_rng_state()
-    return states
+    """The random-number states of the accelerator a placement uses (dropout and augmentation draw there), as
+    plain tensors for a checkpoint: {"cuda": [one per CUDA device]}, {"mps": state}, or {} on the CPU."""
+    kind = accelerator_kind(placement)
+    if kind == "cuda":
+        return {"cuda": torch.cuda.get_rng_state_all()}
+    if kind == "mps":
+        return {"mps": torch.mps.get_rng_state()}
+    return {}
 
 
-def restore_accelerator_rng_states(states, placement: Placement, source) -> None:
-    """Put the accelerators' random-number generators back where accelerator_rng_states found them, for the
-    devices this placement uses (a run resumed on another kind of machine draws afresh there). A damaged
-    record is a UserError naming `source`."""
-    if states is None:  # a checkpoint written before these were saved
-        return
-    def is_state(value):
-        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
-    valid = isinstance(states, dict) and set(states) <= {"cuda", "mps"} and all(
-        is_state(value) if kind == "mps" else isinstance(value, list) and all(map(is_state, value))
-        for kind, value in states.items())
-    if not valid:
-        raise UserError(f"{source}: damaged checkpoint: device_rng_states is not a record of random-number states")
-    kinds = {torch.device(device).type for device in (placement.early, placement.late)}
+def restore_accelerator_rng_states(states: dict, placement: Placement, source) -> None:
+    """Put the accelerator's random-number generators back where accelerator_rng_states found them (the record
+    is checked by utils.checkpoint.load_checkpoint), for the device this placement uses: a run resumed on
+    another kind of machine draws afresh there. A state that does not fit is a UserError naming `source`."""
+    kind = accelerator_kind(placement)
     try:
-        if "cuda" in kinds and "cuda" in states:
+        if kind == "cuda" and "cuda" in states:
             for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(state, index)
-        if "mps" in kinds and "mps" in states:
+        if kind == "mps" and "mps" in states:
             torch.mps.set_rng_state(states["mps"])
     except RuntimeError:  # a state of the wrong size
-        raise UserError(f"{source}: damaged checkpoint: device_rng_states does not fit this machine's devices") from None
+        raise UserError(f"{source}: damaged checkpoint: device_rng_states does not fit this machine's "
+                        "devices") from None
 
 
 def reset_peak_memory(device) -> None:

@@ -78,9 +78,11 @@ def load_checkpoint(path, name=None) -> dict:
 def damaged_values(state: dict) -> list[str]:
     """The keys whose values no run of this project writes: checked once, here, for every reader (evaluate.py,
     --resume, the job summary). Keys a resume reads are checked when present."""
+    def is_byte_vector(value):
+        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
+
     def is_random_state(value):  # what torch.get_rng_state() and Generator.get_state() return
-        return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8
-                and value.shape == torch.get_rng_state().shape)
+        return is_byte_vector(value) and value.shape == torch.get_rng_state().shape
 
     def is_step(value):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -96,12 +98,19 @@ def damaged_values(state: dict) -> list[str]:
     for key in ("rng_state", "generator_state"):
         if key in state:
             checks[key] = is_random_state(state[key])
+    if "device_rng_states" in state:  # {"cuda": [uint8 tensors]} and/or {"mps": uint8 tensor}
+        states = state["device_rng_states"]
+        checks["device_rng_states"] = isinstance(states, dict) and set(states) <= {"cuda", "mps"} and all(
+            is_byte_vector(value) if kind == "mps" else isinstance(value, list) and all(map(is_byte_vector, value))
+            for kind, value in states.items())
     if "schedule_state" in state:
         position = state["schedule_state"]
         checks["schedule_state"] = (isinstance(position, dict) and is_step(position.get("step"))
-                                    and is_step(position.get("total_steps")) and position["step"] <= position["total_steps"])
+                                    and is_step(position.get("total_steps"))
+                                    and position["step"] <= position["total_steps"])
     if "history" in state:
-        checks["history"] = isinstance(state["history"], list) and all(isinstance(entry, dict) for entry in state["history"])
+        history = state["history"]
+        checks["history"] = isinstance(history, list) and all(isinstance(entry, dict) for entry in history)
     return [key for key, fine in checks.items() if not fine]
 
 
