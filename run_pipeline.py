@@ -18,7 +18,9 @@ import train
 from utils.augmentation import augment
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli
+from utils.files import writable_folder
 
+TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "models_dir", "augment", "resume")
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
 
@@ -40,7 +42,13 @@ def parse_args(argv):
     parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
     parser.add_argument("--fixed-names", action="store_true", help="save the pictures as augmentation.png, ... "
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.epochs == 0:  # the demo alone: a flag that only training reads would be silently ignored
+        ignored = [f"--{name.replace('_', '-')}" for name in TRAINING_ONLY if getattr(args, name) != parser.get_default(name)]
+        if ignored:
+            parser.error(f"{', '.join(ignored)} only matter(s) when training: add --epochs N (without it, "
+                         f"run_pipeline.py draws the augmentation pictures alone)")
+    return args
 
 
 def augmentation_demo(data, samples, per_sample, seed, folder, fixed=False):
@@ -67,6 +75,7 @@ def main(argv=None):
     started = time.perf_counter()
     args = parse_args(argv)
     config = train.config_from_args(args)
+    writable_folder(args.samples_dir)  # before any work: a file or a read-only folder there fails now, not later
 
     print("== 1. data")
     data = load_mnist(config.data_dir)

@@ -11,7 +11,6 @@ import argparse
 import math
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +24,7 @@ from utils.augmentation import augment
 from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value
+from utils.files import writable_folder
 from utils.sgd import SGD, OneCycle
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
@@ -206,10 +206,7 @@ def train(config: Config, data=None, log=print):
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed and resumed["epochs"] >= config.epochs:
         raise UserError(f"{config.resume} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
-    try:  # before the work, so that an unwritable folder does not cost a training run
-        Path(config.models_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create the models folder {config.models_dir}: {error.strerror}") from None
+    writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
     data = data or load_mnist(config.data_dir, log=log)
     if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
         raise UserError(f"--batch-size {config.batch_size} is larger than the training set "

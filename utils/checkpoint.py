@@ -1,8 +1,10 @@
 """Checkpoints: plain types and CPU tensors only (so `torch.load(path, weights_only=True)` reads them on any
 machine, one without a GPU too), written atomically (temporary file, then rename) under names that never
 collide."""
+import io
 import math
 import shutil
+import warnings
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -33,34 +35,53 @@ def on_cpu(value):
     return value
 
 
+def serialized(state: dict) -> bytes:
+    """The checkpoint file's bytes (torch's zip format), every tensor moved to the CPU. Written from memory
+    (some 250 KB), so a failing disk raises OSError with its reason rather than torch's RuntimeError."""
+    buffer = io.BytesIO()
+    torch.save(on_cpu(state), buffer)
+    return buffer.getvalue()
+
+
 def save_new(state: dict, models_dir, device_name: str) -> Path:
     """Write models_dir/model_<device>_<YYYYmmdd_HHMMSS>.pth; two runs in the same second get distinct names."""
-    state = on_cpu(state)
-    try:
-        return write_new(models_dir, f"model_{device_name}_{timestamp()}", ".pth", lambda path: torch.save(state, path))
-    except OSError as error:
-        raise UserError(f"cannot write a checkpoint in {models_dir}: {error.strerror or error}") from None
+    return write_new(models_dir, f"model_{device_name}_{timestamp()}", ".pth", serialized(state))
 
 
 def save_over(state: dict, path: Path) -> None:
     """Atomically replace this run's own checkpoint (written by save_new) with a newer state."""
-    state = on_cpu(state)
-    replace_atomically(path, lambda temporary: torch.save(state, temporary))
+    replace_atomically(path, serialized(state))
 
 
 def load_checkpoint(path, name=None) -> dict:
     """Read a checkpoint with weights-only loading; every way it can be wrong is a one-line UserError (about
     `name`, when the file is a temporary copy of it)."""
     path, file = Path(name or path), Path(path)
+    if file.is_dir():
+        raise UserError(f"{path} is a folder, not a checkpoint file")
     if not file.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(file) as archive:  # torch's format is a zip: what its directory declares
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
+    if unpacked > MAX_BYTES:  # torch reads every record whole: a small, compressed file could fill the memory
+        raise UserError(f"{path}: refused: it would unpack to {unpacked:,} bytes, far more than a checkpoint "
+                        f"({MAX_BYTES // 2**20} MB at most)")
+    try:
+        with warnings.catch_warnings():  # torch warns about some files before refusing them: one line is ours
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     except Exception as error:  # torch raises several types here: classify by what it says
         if "GLOBAL" in str(error):  # weights-only unpickling met a class or function: code, refused
             raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "
                             "loading does not allow (not a checkpoint written by this project)") from None
-        raise UserError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file)") from None
+        raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
         missing = REQUIRED if not isinstance(state, dict) else [key for key in REQUIRED if key not in state]
         raise UserError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")

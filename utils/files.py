@@ -1,23 +1,57 @@
-"""Writing files that never overwrite anything and never leave a half-written file behind."""
+"""Writing files: never over anything that is not ours, never a half-written file left behind (not even by a
+run killed mid-write: the next run removes what dead runs left), and every filesystem error one line that
+names the path and the reason ("No space left on device" on a full disk)."""
 import os
-import tempfile
+import secrets
+import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from utils.errors import UserError
+
+PARTIAL = ".partial-"  # temporary files: .partial-<host>-<pid>-<random><suffix>, hidden, never read as results
 
 
 def timestamp(when: float | None = None) -> str:
     return time.strftime("%Y%m%d_%H%M%S", time.localtime(when))
 
 
-def write_new(folder, stem: str, suffix: str, write) -> Path:
-    """Call write(path) on a temporary file in `folder`, then give it the first free name among
-    stem.suffix, stem_2.suffix, ... os.link fails rather than replace, so two writers racing for the
-    same name both succeed, under different names; an interrupted write leaves only the temporary file
-    (hidden, removed on the way out)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = write_temporary(folder, suffix, write)
+def is_ours(path: Path) -> bool:
+    """False for hidden files: our temporary files, and the editors' and systems' (.DS_Store, ._x.pth)."""
+    return not path.name.startswith(".")
+
+
+@contextmanager
+def reporting(action: str, path):
+    """Turn an OSError inside the `with` into one line: 'cannot <action> <path>: <reason>'."""
     try:
+        yield
+    except OSError as error:
+        raise UserError(f"cannot {action} {path}: {error.strerror or error}") from None
+
+
+def writable_folder(folder) -> Path:
+    """Create `folder` if needed and check that a file can be made in it, before the work whose results go
+    there; remove the temporary files that dead runs left in it."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder")
+    with reporting("create the folder", folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
+    with reporting("write in", folder), temporary_file(folder, ".probe", b""):
+        pass
+    return folder
+
+
+def write_new(folder, stem: str, suffix: str, data: bytes) -> Path:
+    """Write `data` to the first free name among folder/stem.suffix, stem_2.suffix, ... os.link fails rather
+    than replace, so two writers racing for the same name both succeed, under different names."""
+    folder = Path(folder)
+    with reporting("create the folder", folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    with reporting("write", folder / f"{stem}{suffix}"), temporary_file(folder, suffix, data) as temporary:
         for attempt in range(1, 1000):
             target = folder / f"{stem}{'' if attempt == 1 else f'_{attempt}'}{suffix}"
             try:
@@ -25,22 +59,50 @@ def write_new(folder, stem: str, suffix: str, write) -> Path:
                 return target
             except FileExistsError:
                 continue
-        raise FileExistsError(f"no free name for {stem}{suffix} in {folder}")
-    finally:
-        os.unlink(temporary)
+        raise UserError(f"no free name for {stem}{suffix} in {folder}")
 
 
-def write_temporary(folder: Path, suffix: str, write) -> Path:
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return Path(temporary)
-
-
-def replace_atomically(path: Path, write) -> None:
+def replace_atomically(path: Path, data: bytes) -> None:
     """Replace a file this program wrote itself with new contents, atomically."""
-    os.replace(write_temporary(path.parent, path.suffix, write), path)
+    with reporting("write", path), temporary_file(path.parent, path.suffix, data) as temporary:
+        os.replace(temporary, path)
+
+
+@contextmanager
+def temporary_file(folder: Path, suffix: str, data: bytes):
+    """A hidden file in `folder` holding `data` (on disk: flushed and synced), removed when the `with` ends,
+    however it ends. Its name is chosen before it exists, inside the cleanup's scope: Ctrl-C at any moment
+    leaves nothing. It is created like any file the user makes (mode 0666 less the umask)."""
+    path = folder / f"{PARTIAL}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with open(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())  # the data is on disk before the name points at it
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files that runs killed mid-write (SIGKILL, power loss) left in `folder`: only
+    those this machine's runs made whose process is gone, so never a live run's file, nor another machine's
+    on a shared folder. (Not on Windows, where probing a process ends it.)"""
+    if os.name == "nt":
+        return
+    prefix = f"{PARTIAL}{socket.gethostname()}-"
+    for path in folder.glob(f"{PARTIAL}*"):
+        pid = path.name.removeprefix(prefix).split("-", 1)[0]
+        if path.name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it exists, run by another user; OverflowError: no pid
+        return True
+    return True

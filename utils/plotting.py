@@ -1,6 +1,7 @@
 """The pipeline's pictures, as PNG files through matplotlib. Each function draws one figure, saves it
 under a timestamped name that never overwrites anything (or, with fixed=True, as <kind>.png, replacing
 the last one: the README's pictures), and returns the path."""
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,23 +10,21 @@ matplotlib.use("Agg")  # files only: no window, works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from utils.files import replace_atomically, timestamp, write_new  # noqa: E402
+from utils.files import replace_atomically, timestamp, writable_folder, write_new  # noqa: E402
 
 
 def save(figure, folder, stem, fixed=False):
-    figure.tight_layout()
-    def draw(path):
-        figure.savefig(path, dpi=100, format="png")
-
+    buffer = io.BytesIO()
     try:
-        if not fixed:
-            return write_new(folder, f"{stem}_{timestamp()}", ".png", draw)
-        path = Path(folder) / f"{stem}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_atomically(path, draw)
-        return path
+        figure.tight_layout()
+        figure.savefig(buffer, dpi=100, format="png")
     finally:
         plt.close(figure)
+    if fixed:
+        path = writable_folder(folder) / f"{stem}.png"
+        replace_atomically(path, buffer.getvalue())
+        return path
+    return write_new(folder, f"{stem}_{timestamp()}", ".png", buffer.getvalue())
 
 
 def augmentation_grid(originals, augmented, labels, folder, fixed=False):
