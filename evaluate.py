@@ -19,6 +19,7 @@ import train
 from utils.checkpoint import load_model, opened
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, percentage, run_cli
+from utils.files import is_ours
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -37,12 +38,22 @@ def parse_args(argv):
 
 
 def newest_checkpoint(path: Path) -> Path:
+    """A folder's newest checkpoint, by modification time, among its *.pth files that are not hidden (a run's
+    temporary files, the systems' ._ files); a broken symlink among them is named and passed over."""
     if not path.is_dir():
         return path
-    found = sorted(path.glob("*.pth"), key=lambda candidate: candidate.stat().st_mtime)
+    found = []
+    for candidate in filter(is_ours, path.glob("*.pth")):
+        try:
+            modified = candidate.stat().st_mtime
+        except OSError as error:  # a symlink to nothing, or a loop
+            print(f"note: passed over {candidate}: a broken symlink ({error.strerror})", file=sys.stderr)
+            continue
+        if candidate.is_file():
+            found.append((modified, candidate))
     if not found:
         raise UserError(f"no checkpoint (*.pth) in {path}")
-    return found[-1]
+    return max(found)[1]
 
 
 def test_set_figures(model, data):

@@ -93,6 +93,28 @@ def run_shell(command, cwd, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
+CAN_MOUNT = shutil.which("unshare") is not None and subprocess.run(
+    ["unshare", "-rm", "true"], capture_output=True).returncode == 0
+needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="needs `unshare -rm` (user and mount namespaces) to mount a "
+                                                       "small or read-only tmpfs")
+
+
+def on_small_disk(disk, options, *args):
+    """Run `python *args` in the repo with a tmpfs mounted at `disk` (options: "size=300k", "ro"), as an
+    unprivileged user's private mount: a real full or read-only filesystem, whoever runs the tests (root
+    writes through permission bits, not through these). Prints the files left on it after the run."""
+    script = ('mount -t tmpfs -o "$1" tmpfs "$2" || exit 99; shift 2; "$@"; status=$?; '
+              'echo "left:"; find "$DISK" -type f -printf "%f\\n"; exit $status')
+    env = {**os.environ, "DISK": str(disk)}
+    disk.mkdir(exist_ok=True)
+    return subprocess.run(["unshare", "-rm", "bash", "-c", script, "_", options, str(disk), sys.executable, *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+
+
+def left_on(result):
+    return result.stdout.split("left:\n")[1].split()
+
+
 @pytest.fixture(scope="session")
 def clone(tmp_path_factory, real_raw_dir):
     """A fresh copy of the repo with MNIST in its data/ folder, for commands run exactly as documented."""

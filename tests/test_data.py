@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, prepare, raw_dir, read_idx, resolve_data_dir
 from utils.errors import UserError
 
-from conftest import run_script
+from conftest import left_on, needs_mount, on_small_disk, run_script
 
 # The official class counts of MNIST (digits 0..9).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -96,3 +97,32 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 def test_a_bad_flag_is_one_line():
     result = run_script("-m", "utils.data", "--bogus")
     assert result.returncode == 2 and result.stderr == "error: unrecognized arguments: --bogus (see --help)\n"
+
+
+def test_a_data_file_that_is_a_folder_is_one_line(real_raw_dir, tmp_path):
+    raw = copy_raw(real_raw_dir, tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    (raw / "t10k-labels-idx1-ubyte").mkdir()
+    with pytest.raises(UserError, match=r"^cannot read .*t10k-labels-idx1-ubyte: Is a directory$"):
+        prepare(tmp_path, log=lambda message: None)
+
+
+@pytest.mark.parametrize("target", ["/nonexistent/mnist-labels", "t10k-labels-idx1-ubyte"])  # missing; a loop
+def test_a_broken_symlink_is_reported_and_left_as_it_is(real_raw_dir, tmp_path, target):
+    raw = copy_raw(real_raw_dir, tmp_path)
+    link = raw / "t10k-labels-idx1-ubyte"
+    link.unlink()
+    link.symlink_to(target)
+    with pytest.raises(UserError, match=f"^{link} is a symlink to {target}, which cannot be followed"):
+        prepare(tmp_path, log=lambda message: None)  # before any fetch: no source is tried
+    assert link.is_symlink() and os.readlink(link) == target
+
+
+@needs_mount
+def test_a_disk_too_small_for_the_data_is_said_before_fetching(tmp_path):
+    disk = tmp_path / "disk"
+    result = on_small_disk(disk, "size=2m", "-m", "utils.data", "--data-dir", str(disk))
+    assert result.returncode == 1
+    assert re.fullmatch(rf"error: not enough free disk space in {disk}/MNIST/raw to fetch MNIST: 2 MB free, "
+                        r"\d\d MB needed\n", result.stderr)
+    assert left_on(result) == []

@@ -1,6 +1,8 @@
 """evaluate.py: the test-set figures of a checkpoint against what it records, and digits read from
 ordinary image files (drawn dark on white, any size and mode) the way MNIST digits were made."""
 import io
+import os
+import pickle
 import re
 import zipfile
 
@@ -209,3 +211,39 @@ def test_checkpoints_that_resume_refuses_evaluate_refuses_too(one_epoch_run, tmp
     assert run_cli(train.main, ["--resume", str(tmp_path / f"{name}.pth"), "--epochs", "2", "--quiet",
                                 "--models-dir", str(tmp_path)]) == 1
     assert capsys.readouterr().err == error  # the same one line from both readers
+
+
+def test_a_folder_s_newest_checkpoint_passes_over_hidden_files_and_broken_symlinks(one_epoch_run, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    good = folder / "model_cpu_20260101_000000.pth"
+    good.write_bytes(one_epoch_run[1].read_bytes())
+    os.utime(good, (1, 1))  # older than everything below
+    (folder / ".partial-host-1-0a1b2c3d.pth").write_bytes(b"")  # a run's leftover
+    (folder / "._model.pth").write_bytes(b"\0" * 4096)  # macOS metadata on a USB stick
+    (folder / "folder.pth").mkdir()
+    (folder / "dangling.pth").symlink_to(tmp_path / "gone.pth")
+    (folder / "loop.pth").symlink_to(folder / "loop.pth")
+    result = run_script("evaluate.py", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint: {good} (HybridCNN" in result.stdout
+    assert sorted(result.stderr.splitlines()) == [
+        f"note: passed over {folder / 'dangling.pth'}: a broken symlink (No such file or directory)",
+        f"note: passed over {folder / 'loop.pth'}: a broken symlink (Too many levels of symbolic links)"]
+
+
+def test_a_raw_pickle_and_a_compressed_giant_are_one_line_each(tmp_path):
+    with open(tmp_path / "raw.pth", "wb") as file:
+        pickle.dump({"model_state_dict": {}}, file, protocol=4)  # torch warns about protocol 4
+    torch.save({"weights": torch.zeros(2**25)}, tmp_path / "plain.pth")
+    with zipfile.ZipFile(tmp_path / "plain.pth") as source, \
+            zipfile.ZipFile(tmp_path / "giant.pth", "w", zipfile.ZIP_DEFLATED) as giant:
+        for member in source.infolist():  # 128 MB of zeros in 130 KB: torch would read it whole
+            giant.writestr(member.filename, source.read(member))
+    result = run_script("evaluate.py", str(tmp_path / "raw.pth"))
+    assert (result.returncode, result.stderr) == (1, f"error: {tmp_path / 'raw.pth'}: not a readable checkpoint "
+                                                     "(truncated, or not a PyTorch file)\n")
+    result = run_script("evaluate.py", str(tmp_path / "giant.pth"))
+    assert result.returncode == 1 and re.fullmatch(
+        rf"error: {tmp_path / 'giant.pth'}: refused: it would unpack to 134,21\d,\d+ bytes, far more than a "
+        r"checkpoint \(64 MB at most\)\n", result.stderr)

