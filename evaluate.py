@@ -13,6 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
+
+exit_at_once_on_ctrl_c(__name__)
+
 import torch
 
 import train

@@ -12,6 +12,10 @@ It takes every flag train.py takes and trains with the same engine (train.train)
 import argparse
 import time
 
+from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
+
+exit_at_once_on_ctrl_c(__name__)
+
 import torch
 
 import train

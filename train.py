@@ -12,6 +12,10 @@ import math
 import time
 from dataclasses import dataclass, fields
 
+from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
+
+exit_at_once_on_ctrl_c(__name__)
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm

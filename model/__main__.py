@@ -6,7 +6,7 @@
 import sys
 
 from model import HybridCNN, count_parameters, resolve_placement
-from utils.errors import OneLineErrors, positive_int
+from utils.errors import OneLineErrors, positive_int, run_cli
 
 
 def main(argv=None):
@@ -25,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -228,3 +228,15 @@ def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
     assert process.returncode == 130
     assert "Traceback" not in stderr and "interrupted" in stderr.splitlines()[-1]
     assert list(models.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["train.py", "--epochs", "1"], ["evaluate.py", "models"], ["run_pipeline.py"],
+                                     ["-m", "utils.data"], ["-m", "utils.job_summary", "models"]])
+def test_ctrl_c_while_torch_loads_is_one_line(command, tmp_path):
+    process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.5)  # importing torch takes 1.5-2 s
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert stdout == ""  # it landed before main() printed anything
+    assert (process.returncode, stderr) == (130, "interrupted: stopped before finishing; no partial files were left\n")

@@ -7,6 +7,10 @@ against the budget, the epoch's time, the artifacts and how to check a downloade
 """
 from pathlib import Path
 
+from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
+
+exit_at_once_on_ctrl_c(__name__)
+
 import evaluate
 from utils.checkpoint import load_model
 from utils.data import load_mnist
