@@ -125,8 +125,15 @@ def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_ep
     (tmp_path / "truncated.png").write_bytes((tmp_path / "good.png").read_bytes()[:120])
     Image.new("RGB", (64, 64), "white").save(tmp_path / "blank.png")
     (tmp_path / "folder.png").mkdir()
+    Image.new("1", (13_000, 13_000)).save(tmp_path / "169mp.png")  # 26 KB on disk; over 4.5 GB once read
+    Image.new("1", (14_000, 14_000)).save(tmp_path / "196mp.png")  # where Pillow itself refuses
+    nan = np.zeros((60, 60), np.float32)
+    nan[20:40, 28:32], nan[5, 5] = 1.0, np.nan
+    Image.fromarray(nan, mode="F").save(tmp_path / "nan.tif")
     bad = {"missing.png": "no such file", "text.png": "not an image file", "empty.png": "not an image file",
-           "truncated.png": "truncated.png: ", "blank.png": "no digit found", "folder.png": "a folder"}
+           "truncated.png": "truncated.png: ", "blank.png": "no digit found", "folder.png": "a folder",
+           "169mp.png": "13,000 x 13,000 pixels, more than a digit's picture needs (at most 50 megapixels)",
+           "196mp.png": "far more pixels than a digit's picture needs", "nan.tif": "not numbers: nan or infinite"}
     result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", str(tmp_path / "good.png"),
                         *(str(tmp_path / name) for name in bad))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -6,7 +6,7 @@ from PIL import Image
 
 import run_pipeline
 
-from conftest import assert_bad_flags_rejected, run_script
+from conftest import REPO, assert_bad_flags_rejected, run_script
 
 
 def test_pipeline_end_to_end(tmp_path, mnist):
@@ -31,12 +31,12 @@ def test_pipeline_end_to_end(tmp_path, mnist):
 @pytest.mark.parametrize("epochs", [[], ["--epochs", "0"]], ids=["no --epochs", "--epochs 0"])
 def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
     """Without --epochs, as the original README documents it: the augmentation demo alone."""
-    models, samples = tmp_path / "models", tmp_path / "samples"
+    samples, before = tmp_path / "samples", sorted((REPO / "models").iterdir())
     result = run_script("run_pipeline.py", *epochs, "--aug-samples", "2", "--aug-per-sample", "7",
-                        "--models-dir", str(models), "--samples-dir", str(samples))
+                        "--samples-dir", str(samples))  # --models-dir would be refused: it is for training
     assert result.returncode == 0, result.stderr
     assert "epochs trained: 0" in result.stdout and "== 3. training" not in result.stdout
-    assert not models.exists() or not list(models.iterdir())
+    assert sorted((REPO / "models").iterdir()) == before
     (grid,) = samples.glob("augmentation_*.png")
     assert Image.open(grid).size == (8 * 140, 2 * 150 + 40)
     assert "no checkpoint" in result.stdout
@@ -51,6 +51,10 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
     (["--min-accuracy", "nan"], "--min-accuracy: must be a percentage from 0 to 100, not nan"),
     (["--min-accuracy", "101"], "--min-accuracy: must be a percentage from 0 to 100, not 101"),
     (["--seed", str(2**64)], "--seed: must be from 0 to 18446744073709551615"),
+    (["--resume", "model.pth"], "--resume: for training only; add --epochs N (without it, run_pipeline.py draws the "
+                                "augmentation pictures alone)"),
+    (["--epochs", "0", "--device", "cuda", "--models-dir", "elsewhere", "--batch-size", "64"],
+     "--batch-size, --device, --models-dir: for training only; add --epochs N"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(run_pipeline.main, argv, message, capsys)
@@ -61,7 +65,7 @@ def test_fixed_names_replace_the_last_pictures(tmp_path, mnist):
     folder = tmp_path / "images"
     for _ in range(2):
         result = run_script("run_pipeline.py", "--aug-samples", "2", "--aug-per-sample", "3", "--samples-dir", str(folder),
-                            "--fixed-names", "--models-dir", str(tmp_path / "models"))
+                            "--fixed-names")
         assert result.returncode == 0, result.stderr
         assert sorted(path.name for path in folder.iterdir()) == ["augmentation.png"]
     assert Image.open(folder / "augmentation.png").size == (4 * 140, 2 * 150 + 40)

@@ -180,6 +180,9 @@ DAMAGED = {
     (["--epochs", "1.5"], "--epochs: '1.5' is not a whole number"),
     (["--epochs", "many"], "--epochs: 'many' is not a whole number"),
     (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
+    (["--batch-size", "60000"], "--batch-size: must be at most 8,192 (larger batches take gigabytes of memory and "
+                                "learn little), not 60,000"),
+    (["--batch-size", "1000000000"], "--batch-size: must be at most 8,192"),
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--placement", "sideways"], "--placement: invalid choice"),
     (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),

@@ -7,6 +7,8 @@ strokes are light on a dark background. `to_mnist` repeats those steps for any s
 the background is read from the border, so a dark-on-light drawing is inverted; a transparent
 background counts as background; strokes too thin to survive the downscaling are thickened first.
 """
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,22 +20,31 @@ BOX, FIELD = 20, 28
 INK_THRESHOLD = 0.2  # of the strongest stroke: fainter pixels are paper texture, shadows, JPEG noise
 STROKE = 0.1  # MNIST strokes are about 2 px wide in the 20 px box
 WORKING_SIZE = 280  # larger digits are first shrunk (keeping every stroke) to at most this many pixels
+MAX_PIXELS = 50_000_000  # a 50-megapixel photo: decoding and reading it takes about 1.5 GB at the peak, this
+#                          process included. Checked from the header, before anything is decoded.
 
 
 def load_digit(path) -> torch.Tensor:
     """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit."""
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():  # Pillow's own bomb warning (from 89 megapixels): the check below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # reads the header alone
+        with opened as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise UserError(f"{path}: {image.width:,} x {image.height:,} pixels, more than a digit's picture needs "
+                                f"(at most {MAX_PIXELS // 10**6} megapixels): scale it down or crop it first")
             image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
             image.load()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: a folder, not an image file") from None
+    except Image.DecompressionBombError:  # Pillow refuses over 179 megapixels before we can ask
+        raise UserError(f"{path}: far more pixels than a digit's picture needs (at most {MAX_PIXELS // 10**6} "
+                        "megapixels): scale it down or crop it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except Image.DecompressionBombError:
-        raise UserError(f"{path}: image too large to be a digit (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or damaged data
         raise UserError(f"{path}: damaged image ({error})") from None
     return to_mnist(image, name=path)
@@ -57,6 +68,8 @@ def ink_of(image: Image.Image) -> np.ndarray:
 
 
 def to_mnist(image: Image.Image, name="image") -> torch.Tensor:
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():  # floating-point TIFFs can hold nan, inf
+        raise UserError(f"{name}: damaged image (pixels that are not numbers: nan or infinite)")
     ink = ink_of(image)
     ink[ink < INK_THRESHOLD] = 0
     rows, columns = np.nonzero(ink)
