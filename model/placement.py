@@ -44,8 +44,11 @@ class Placement:
     split: int = DEFAULT_SPLIT  # how many conv blocks run in the early stage (1 to 3)
 
     def __post_init__(self):
-        if not 1 <= self.split <= 3:
-            raise UserError(f"split must be 1, 2 or 3 conv blocks in the early stage, not {self.split}")
+        if not (isinstance(self.early, str) and isinstance(self.late, str)):
+            raise UserError(f"devices are names such as cpu or cuda:0, not {type(self.early).__name__} and "
+                            f"{type(self.late).__name__}")
+        if type(self.split) is not int or not 1 <= self.split <= 3:
+            raise UserError(f"split must be 1, 2 or 3 conv blocks in the early stage, not {str(self.split)[:20]}")
 
     @property
     def hybrid(self) -> bool:

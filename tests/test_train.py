@@ -171,6 +171,11 @@ DAMAGED = {
     "history_number": {"history": 5},
     "schedule_backwards": {"schedule_state": {"step": 900, "total_steps": 100}},
     "schedule_text": {"schedule_state": "halfway"},
+    # found by bench/fuzz.py:
+    "schedule_tensor": {"schedule_state": torch.randn(20, 10, 3, 3)},  # its repr took 40 lines
+    "split_tensor": {"placement": {"early": "cpu", "late": "cpu", "split": torch.ones(3)}},  # RuntimeError
+    "planned_epochs_text": {"planned_epochs": "two"},  # compared, then used as a number
+    "history_without_curve": {"history": [{"epoch": 1, "train_loss": 0.5}]},  # the pipeline's plot failed
 }
 
 

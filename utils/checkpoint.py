@@ -90,10 +90,32 @@ def load_checkpoint(path, name=None) -> dict:
         raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
     if state["architecture"] != ARCHITECTURE:
         raise UserError(f"{path}: a checkpoint of architecture {state['architecture']!r}, not {ARCHITECTURE}")
-    damaged = [f"{key} {state[key]!r}" for key in damaged_values(state)]
+    damaged = [f"{key} {described(state[key])}" for key in damaged_values(state)]
     if damaged:
         raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
     return state
+
+
+def described(value) -> str:
+    """A value, for a one-line message: a tensor by its type and shape, anything else by a short repr."""
+    if isinstance(value, torch.Tensor):
+        return f"(a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)})"
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_epoch_record(entry) -> bool:
+    """One epoch of a checkpoint's history, as train.py writes it and the pipeline's training curves read it."""
+    return (isinstance(entry, dict) and type(entry.get("epoch")) is int and entry["epoch"] >= 1
+            and all(is_number(entry.get(key)) for key in ("train_loss", "train_accuracy", "test_loss",
+                                                          "test_accuracy", "train_seconds"))
+            and isinstance(entry.get("curve"), list) and all(
+                isinstance(point, (list, tuple)) and len(point) == 3 and all(map(is_number, point))
+                for point in entry["curve"]))
 
 
 def damaged_values(state: dict) -> list[str]:
@@ -116,6 +138,8 @@ def damaged_values(state: dict) -> list[str]:
         checks["placement"] = True
     except (TypeError, UserError):
         checks["placement"] = False
+    if "planned_epochs" in state:
+        checks["planned_epochs"] = is_step(state["planned_epochs"]) and state["planned_epochs"] >= 1
     for key in ("rng_state", "generator_state"):
         if key in state:
             checks[key] = is_random_state(state[key])
@@ -131,7 +155,7 @@ def damaged_values(state: dict) -> list[str]:
                                     and position["step"] <= position["total_steps"])
     if "history" in state:
         history = state["history"]
-        checks["history"] = isinstance(history, list) and all(isinstance(entry, dict) for entry in history)
+        checks["history"] = isinstance(history, list) and all(map(is_epoch_record, history))
     return [key for key, fine in checks.items() if not fine]
 
 

@@ -27,15 +27,15 @@ MAX_PIXELS = 50_000_000  # a 50-megapixel photo: decoding and reading it takes a
 def load_digit(path) -> torch.Tensor:
     """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit."""
     try:
-        with warnings.catch_warnings():  # Pillow's own bomb warning (from 89 megapixels): the check below is ours
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)  # reads the header alone
-        with opened as image:
-            if image.width * image.height > MAX_PIXELS:
-                raise UserError(f"{path}: {image.width:,} x {image.height:,} pixels, more than a digit's picture needs "
-                                f"(at most {MAX_PIXELS // 10**6} megapixels): scale it down or crop it first")
-            image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
-            image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # what Pillow warns about in a damaged file ends the reading, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # from 89 megapixels: ours is below
+            with Image.open(path) as image:  # reads the header alone
+                if image.width * image.height > MAX_PIXELS:
+                    raise UserError(f"{path}: {image.width:,} x {image.height:,} pixels, more than a digit's picture "
+                                    f"needs (at most {MAX_PIXELS // 10**6} megapixels): scale it down or crop it first")
+                image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
+                image.load()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -45,7 +45,7 @@ def load_digit(path) -> torch.Tensor:
                         "megapixels): scale it down or crop it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as error:  # truncated or damaged data
+    except (OSError, SyntaxError, ValueError, Warning) as error:  # truncated or damaged data
         raise UserError(f"{path}: damaged image ({error})") from None
     return to_mnist(image, name=path)
 
@@ -57,14 +57,14 @@ def ink_of(image: Image.Image) -> np.ndarray:
         if alpha.min() < alpha.max():  # a drawing on a transparent canvas: opacity is the ink
             return alpha / alpha.max()
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit and float greyscale: keep the range
-        gray = np.asarray(image, dtype=np.float32)
+        gray = np.asarray(image, dtype=np.float64)  # float32 sums of such pixels can overflow
     else:
         gray = np.asarray(image.convert("L"), dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = np.median(border)
     ink = np.abs(gray - background)  # light-on-dark and dark-on-light alike
     strongest = ink.max()
-    return ink / strongest if strongest > 0 else ink
+    return (ink / strongest if strongest > 0 else ink).astype(np.float32, copy=False)
 
 
 def to_mnist(image: Image.Image, name="image") -> torch.Tensor:

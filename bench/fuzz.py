@@ -1,0 +1,227 @@
+"""Fuzzing the readers of every file a user hands this project: checkpoints (evaluate.py's loader and
+train.py --resume), the MNIST IDX files and digit images. Each case mutates a real file (truncated, bytes
+flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers) and runs
+the reader: it must end in a result or in one UserError, never another exception, and the whole run must
+stay under the memory bound.
+
+    python bench/fuzz.py --cases 20000 --seed 1   # a long run: every failure, the outcomes, the peak memory
+    python bench/fuzz.py --cases 1000               # what tests/test_fuzz.py runs (seed 0), some 10 s
+
+Case k of seed s is the same mutation on every run: `--seed s --only k` repeats it alone.
+"""
+import argparse
+import io
+import math
+import random
+import resource
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.errors import exit_at_once_on_ctrl_c  # noqa: E402  first: Ctrl-C while torch loads is one line too
+
+exit_at_once_on_ctrl_c(__name__)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import train  # noqa: E402
+from utils.checkpoint import load_model  # noqa: E402
+from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, load_mnist, read_idx, raw_dir  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.images import load_digit  # noqa: E402
+from utils.plotting import training_curves  # noqa: E402
+
+MEMORY_BOUND_MB = 2048
+
+
+# --- mutations ----------------------------------------------------------------------------------
+
+def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
+    data = bytearray(data)
+    kind = rng.choice(["truncate", "flip", "flip many", "insert", "delete", "zero run"])
+    if kind == "truncate":
+        return bytes(data[:rng.randrange(len(data))])
+    if kind == "flip":
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    elif kind == "flip many":
+        for _ in range(rng.randint(2, 64)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif kind == "insert":
+        at = rng.randrange(len(data))
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    elif kind == "delete":
+        at = rng.randrange(len(data))
+        del data[at:at + rng.randint(1, 16)]
+    else:
+        at = rng.randrange(len(data))
+        data[at:at + rng.randint(1, 4096)] = bytes(min(4096, len(data) - at))
+    return bytes(data)
+
+
+def strange_value(rng: random.Random, like=None):
+    """A value of another type, shape, dtype or size than `like`, or a non-finite or out-of-range number."""
+    choices = [None, True, -1, 0, 2**63, 3.5, math.nan, math.inf, -math.inf, "text", b"bytes", [], {}, [1, "a"],
+               {"step": -1}, torch.tensor(math.nan), torch.zeros(0), torch.zeros(3, 3, dtype=torch.int64),
+               torch.full((10,), math.inf), torch.zeros(2**12, dtype=torch.uint8)]
+    if isinstance(like, torch.Tensor) and like.dim() > 0:
+        choices += [like.double(), like.half(), like.to(torch.int32), like.flatten(), like[..., :1],
+                    like.unsqueeze(0), like * math.nan, like.t() if like.dim() == 2 else like.mT if like.dim() > 2
+                    else like.reshape(-1, 1), torch.zeros(like.numel() + 1).expand(3, -1)]
+    if isinstance(like, (int, float)) and not isinstance(like, bool):
+        choices += [-like, like * 1000, -like - 1, float(like), str(like)]
+    return rng.choice(choices)
+
+
+def paths_in(value, prefix=()):
+    """Every key path into nested dicts and lists."""
+    found = []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, item in items:
+        found.append(prefix + (key,))
+        found += paths_in(item, prefix + (key,))
+    return found
+
+
+def mutate_state(state: dict, rng: random.Random) -> dict:
+    """Change the checkpoint's values: 1-3 of delete, replace, swap, reshape."""
+    state = _copy(state)
+    for _ in range(rng.randint(1, 3)):
+        paths = paths_in(state)
+        path = rng.choice(paths)
+        parent = state
+        for key in path[:-1]:
+            parent = parent[key]
+        key = path[-1]
+        kind = rng.choice(["delete", "replace", "replace", "swap"])
+        if kind == "delete":
+            del parent[key]
+        elif kind == "replace":
+            parent[key] = strange_value(rng, parent[key])
+        else:
+            other = rng.choice(paths)
+            other_parent = state
+            try:
+                for step in other[:-1]:
+                    other_parent = other_parent[step]
+                parent[key], other_parent[other[-1]] = other_parent[other[-1]], parent[key]
+            except (KeyError, IndexError, TypeError):
+                pass  # the other path went away with an earlier change
+    return state
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+# --- the readers ----------------------------------------------------------------------------------
+
+class Target:
+    def __init__(self, folder: Path, data: MNIST):
+        self.folder = folder
+        self.tiny = MNIST(data.train_images[:240], data.train_labels[:240], data.test_images[:100], data.test_labels[:100])
+        self.models = folder / "models"
+        _, self.checkpoint, _ = train.train(train.Config(quiet=True, models_dir=str(self.models)), data=self.tiny,
+                                            log=lambda message: None)
+        self.state = torch.load(self.checkpoint, weights_only=True)
+        self.idx = {name: (raw_dir() / name).read_bytes()[:16 + 28 * 28 * 50] for name in ("t10k-images-idx3-ubyte",)}
+        self.idx["t10k-labels-idx1-ubyte"] = (raw_dir() / "t10k-labels-idx1-ubyte").read_bytes()[:8 + 50]
+        self.images = {}
+        digit = Image.fromarray(255 - data.test_images[0, 0].numpy()).resize((112, 112))
+        for suffix, mode in ((".png", "L"), (".jpg", "L"), (".bmp", "RGB"), (".gif", "P"), (".tiff", "F"),
+                             (".webp", "RGB")):
+            buffer = io.BytesIO()
+            picture = digit.convert(mode) if mode != "F" else Image.fromarray(np.asarray(digit, np.float32), "F")
+            picture.save(buffer, format=Image.registered_extensions()[suffix])
+            self.images[suffix] = buffer.getvalue()
+
+    KINDS = ["checkpoint bytes", "checkpoint values", "checkpoint values", "resume", "resume", "idx", "image"]
+
+    def case(self, kind: str, rng: random.Random, path: Path) -> None:
+        """Write one mutated file of this kind to `path` (or beside it, with an image's suffix) and read it."""
+        if kind == "checkpoint bytes":
+            path.write_bytes(mutate_bytes(self.checkpoint.read_bytes(), rng))
+            load_model(path)
+        elif kind in ("checkpoint values", "resume"):
+            torch.save(mutate_state(self.state, rng), path)
+            if kind == "resume":  # a run of 2 epochs from the mutated one of 1 (tiny data: 3 steps)
+                config = train.Config(quiet=True, epochs=2, resume=str(path), models_dir=str(self.models))
+                _, _, history = train.train(config, data=self.tiny, log=lambda message: None)
+                training_curves(history, len(self.tiny.train_labels), self.folder / "pictures")  # as the pipeline
+                for written in self.models.glob("*.pth"):
+                    if written != self.checkpoint:
+                        written.unlink()
+            else:
+                load_model(path)
+        elif kind == "idx":
+            name = rng.choice(sorted(self.idx))
+            path.write_bytes(mutate_bytes(self.idx[name], rng))
+            if name.startswith("t10k-images"):
+                read_idx(path, IMAGES_MAGIC, 50, (28, 28))
+            else:
+                read_idx(path, LABELS_MAGIC, 50, ())
+        else:
+            suffix = rng.choice(sorted(self.images))
+            path = path.with_suffix(suffix)
+            path.write_bytes(mutate_bytes(self.images[suffix], rng))
+            load_digit(path)
+
+
+def peak_memory_mb() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, kilobytes on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", type=int, help="run case K alone")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    data = load_mnist(log=lambda message: None)
+    started, outcomes, failures = time.perf_counter(), {}, []
+    with tempfile.TemporaryDirectory() as folder:
+        target = Target(Path(folder), data)
+        for number in [args.only] if args.only is not None else range(args.cases):
+            rng = random.Random(f"{args.seed}/{number}")
+            path = Path(folder) / f"case{number}.pth"
+            kind = rng.choice(Target.KINDS)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")  # a warning would be a second line on the user's screen
+                    target.case(kind, rng, path)
+                result = "read"
+            except UserError as error:
+                result = "one line" if "\n" not in str(error) else "several lines"
+                if result != "one line":
+                    failures.append((number, kind, str(error)))
+            except Exception as error:  # noqa: BLE001: what the fuzzing is for
+                result = type(error).__name__
+                failures.append((number, kind, "".join(traceback.format_exception(error))[-1500:]))
+            outcomes[kind, result] = outcomes.get((kind, result), 0) + 1
+            for leftover in Path(folder).glob("case*"):
+                leftover.unlink()
+    peak = peak_memory_mb()
+    for number, kind, text in failures:
+        print(f"FAILED case {number} ({kind}): repeat with --seed {args.seed} --only {number}\n{text}\n")
+    for kind in dict.fromkeys(Target.KINDS):
+        counts = {result: count for (of, result), count in sorted(outcomes.items()) if of == kind}
+        print(f"  {kind}: " + ", ".join(f"{count} {result}" for result, count in counts.items()))
+    print(f"{sum(outcomes.values())} cases (seed {args.seed}) in {time.perf_counter() - started:.0f} s; "
+          f"peak memory {peak:.0f} MB (bound {MEMORY_BOUND_MB} MB); {len(failures)} failure(s)")
+    return 1 if failures or peak > MEMORY_BOUND_MB else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
