@@ -126,3 +126,11 @@ def test_a_disk_too_small_for_the_data_is_said_before_fetching(tmp_path):
     assert re.fullmatch(rf"error: not enough free disk space in {disk}/MNIST/raw to fetch MNIST: 2 MB free, "
                         r"\d\d MB needed\n", result.stderr)
     assert left_on(result) == []
+
+
+@needs_mount
+def test_a_read_only_data_folder_is_one_line(tmp_path):
+    disk = tmp_path / "disk"
+    result = on_small_disk(disk, "ro", "-m", "utils.data", "--data-dir", str(disk))
+    assert (result.returncode, result.stderr) == (1, f"error: cannot create the data folder {disk}/MNIST/raw: "
+                                                     "Read-only file system\n")

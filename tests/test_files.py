@@ -12,6 +12,7 @@ import pytest
 
 import utils.files
 from utils.checkpoint import save_new, save_over
+from utils.data import FETCHING
 from utils.errors import UserError
 from utils.files import PARTIAL, remove_leftovers, writable_folder
 
@@ -100,6 +101,13 @@ def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     remove_leftovers(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[key] for key in names if key != "dead")
+
+    fetches = {"dead": f"{FETCHING}{host}-{dead.pid}-x1y2", "live": f"{FETCHING}{host}-{os.getpid()}-x1y2"}
+    for name in fetches.values():  # the folders a fetch of MNIST fills, half full when its run was killed
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train-images-idx3-ubyte").write_bytes(b"x")
+    remove_leftovers(tmp_path, FETCHING)
+    assert not (tmp_path / fetches["dead"]).exists() and (tmp_path / fetches["live"]).is_dir()
 
 
 @pytest.mark.skipif(os.name == "nt", reason="no umask on Windows")

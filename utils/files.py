@@ -3,6 +3,7 @@ run killed mid-write: the next run removes what dead runs left), and every files
 names the path and the reason ("No space left on device" on a full disk)."""
 import os
 import secrets
+import shutil
 import socket
 import time
 from contextlib import contextmanager
@@ -73,7 +74,7 @@ def temporary_file(folder: Path, suffix: str, data: bytes):
     """A hidden file in `folder` holding `data` (on disk: flushed and synced), removed when the `with` ends,
     however it ends. Its name is chosen before it exists, inside the cleanup's scope: Ctrl-C at any moment
     leaves nothing. It is created like any file the user makes (mode 0666 less the umask)."""
-    path = folder / f"{PARTIAL}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    path = folder / f"{owned_prefix(PARTIAL)}{secrets.token_hex(4)}{suffix}"
     try:
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with open(handle, "wb") as file:
@@ -85,17 +86,25 @@ def temporary_file(folder: Path, suffix: str, data: bytes):
         path.unlink(missing_ok=True)
 
 
-def remove_leftovers(folder: Path) -> None:
-    """Remove the temporary files that runs killed mid-write (SIGKILL, power loss) left in `folder`: only
-    those this machine's runs made whose process is gone, so never a live run's file, nor another machine's
-    on a shared folder. (Not on Windows, where probing a process ends it.)"""
+def owned_prefix(kind: str) -> str:
+    """The start of a temporary name that says which run made it: <kind><host>-<pid>-."""
+    return f"{kind}{socket.gethostname()}-{os.getpid()}-"
+
+
+def remove_leftovers(folder: Path, kind: str = PARTIAL) -> None:
+    """Remove the temporary files and folders (named by owned_prefix(kind)) that runs killed mid-write (SIGKILL,
+    power loss) left in `folder`: only those this machine's runs made whose process is gone, so never a live
+    run's, nor another machine's on a shared folder. (Not on Windows, where probing a process ends it.)"""
     if os.name == "nt":
         return
-    prefix = f"{PARTIAL}{socket.gethostname()}-"
-    for path in folder.glob(f"{PARTIAL}*"):
+    prefix = f"{kind}{socket.gethostname()}-"
+    for path in folder.glob(f"{kind}*"):
         pid = path.name.removeprefix(prefix).split("-", 1)[0]
         if path.name.startswith(prefix) and pid.isdigit() and not process_alive(int(pid)):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def process_alive(pid: int) -> bool:
