@@ -48,7 +48,8 @@ def parse_args(argv):
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
     args = parser.parse_args(argv)
     if args.epochs == 0:  # the demo alone: a flag that only training reads would be silently ignored
-        ignored = [f"--{name.replace('_', '-')}" for name in TRAINING_ONLY if getattr(args, name) != parser.get_default(name)]
+        ignored = [f"--{name.replace('_', '-')}" for name in TRAINING_ONLY
+                   if getattr(args, name) != parser.get_default(name)]
         if ignored:
             parser.error(f"{', '.join(ignored)}: for training only; add --epochs N (without it, run_pipeline.py "
                          f"draws the augmentation pictures alone)")

@@ -163,12 +163,12 @@ def prepare(data_dir=None, log=print) -> Path:
     if missing:
         with reporting("create the data folder", raw):
             raw.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(raw, FETCHING)  # what runs killed while fetching left (up to 67 MB)
         needed = FETCH_SPACE + sum(file_size(name) for name in missing)
         free = shutil.disk_usage(raw).free
         if free < needed:
             raise UserError(f"not enough free disk space in {raw} to fetch MNIST: {free / 2**20:.0f} MB free, "
                             f"{needed / 2**20:.0f} MB needed")
-        remove_leftovers(raw, FETCHING)  # what runs killed while fetching left
         tried = []
         for label, fetch in SOURCES:
             with reporting("fetch MNIST into", raw), tempfile.TemporaryDirectory(
