@@ -147,6 +147,10 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     _, good, _ = train.train(quiet_config(tmp_path), data=small_mnist, log=lambda m: None)
     (tmp_path / "truncated.pth").write_bytes(good.read_bytes()[:5000])
     (tmp_path / "text.pth").write_text("not a checkpoint\n")
+    central = bytearray(good.read_bytes())  # a zip directory entry asking for a later zip version (found by fuzzing)
+    at = central.index(b"PK\x01\x02")
+    central[at + 6:at + 8] = (197).to_bytes(2, "little")
+    (tmp_path / "zip_version.pth").write_bytes(central)
     torch.save({"model_state_dict": Evil()}, tmp_path / "pickled.pth")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pth")
     state = torch.load(good, weights_only=True)  # as if epoch 1 of 2 of a full run was done: --epochs 2 continues it
@@ -201,6 +205,7 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("missing.pth", "does not exist"),
     ("truncated.pth", "not a readable checkpoint"),
     ("text.pth", "not a readable checkpoint"),
+    ("zip_version.pth", "not a readable checkpoint"),
     ("pickled.pth", "refused: it holds pickled code"),
     ("foreign.pth", "not a checkpoint of this project"),
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),

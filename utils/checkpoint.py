@@ -66,7 +66,7 @@ def load_checkpoint(path, name=None) -> dict:
             unpacked = sum(member.file_size for member in archive.infolist())
     except OSError as error:
         raise UserError(f"cannot read {path}: {error.strerror or error}") from None
-    except (zipfile.BadZipFile, ValueError, EOFError):
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):  # the last: "zip file version 19.7"
         raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
     if unpacked > MAX_BYTES:  # torch reads every record whole: a small, compressed file could fill the memory
         raise UserError(f"{path}: refused: it would unpack to {unpacked:,} bytes, far more than a checkpoint "
