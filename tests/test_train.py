@@ -1,3 +1,4 @@
+import argparse
 import os
 import re
 import signal
@@ -33,7 +34,7 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
     assert isinstance(state["final_test_accuracy"], float) and isinstance(state["torch_version"], str)
     assert state["final_test_accuracy"] >= 99.0  # the promise for the default seed
     (epoch,) = state["history"]
-    assert epoch["first_steps"]["images"] == 25 * train.Config.batch_size  # where an accelerator starts up
+    assert epoch["first_steps"]["images"] == 25 * train.Config().batch_size  # where an accelerator starts up
     assert 0 < epoch["first_steps"]["seconds"] < epoch["train_seconds"]
     assert epoch["device_peak_mb"] is None if placement.accelerator is None else epoch["device_peak_mb"] > 0
     assert re.search(r"epoch 1/1: train loss [\d.]+ acc [\d.]+% \| test loss [\d.]+ acc 99\.\d\d%", result.stdout)
@@ -49,6 +50,15 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
     # the same digits on the CPU; trained on an accelerator, its rounding may move a digit or two, not more
     tolerance = 1e-9 if placement == Placement() else evaluate.TOLERANCE
     assert accuracy == pytest.approx(state["final_test_accuracy"], abs=tolerance)
+
+
+def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
+    assert {name: getattr(train.Config(epochs=1), name) for name in train.RECIPES["one epoch"]} == \
+        {"batch_size": 80, "lr": 0.25, "label_smoothing": 0.1}
+    assert {name: getattr(train.Config(epochs=15), name) for name in train.RECIPES["several epochs"]} == \
+        {"batch_size": 64, "lr": 0.2, "label_smoothing": 0.0}
+    config = train.config_from_args(argparse.Namespace(epochs=15, batch_size=100, lr=None))
+    assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
 
 
 def test_augmentation_covers_every_epoch_but_the_last_of_several(tmp_path, small_mnist, monkeypatch):
@@ -154,7 +164,7 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     torch.save({"model_state_dict": Evil()}, tmp_path / "pickled.pth")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pth")
     state = torch.load(good, weights_only=True)  # as if epoch 1 of 2 of a full run was done: --epochs 2 continues it
-    steps = -(-len(small_mnist.train_labels) * 15 // train.Config.batch_size)  # an epoch of the full 60,000
+    steps = -(-len(small_mnist.train_labels) * 15 // train.Config(epochs=2).batch_size)  # an epoch of the full 60,000
     state |= {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps}}
     torch.save(state | {"device_rng_states": {"cuda": ["not a state"]}}, tmp_path / "device_rng.pth")
     for name, damage in DAMAGED.items():

@@ -10,10 +10,13 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotation: float = 12.0  # degrees, uniform in +-rotation: slanted handwriting
-    translation: float = 0.08  # fraction of the image side, uniform in +-translation, each axis
-    scale: float = 0.10  # zoom factor uniform in 1 +- scale: digits of different sizes
-    elastic: float = 0.08  # peak displacement of a smooth random field, in half-image units: wobbly strokes
+    """Half the strengths this project first used (12 degrees, 8%, 10%, 0.08): 15 epochs, seeds 1-4, one thread,
+    99.582% (99.56-99.60) against 99.572% (99.55-99.59) at batch 64 without label smoothing, 99.525% against
+    99.505% with the one-epoch recipe; three quarters gave 99.495%, 0.35 of them 99.558%."""
+    rotation: float = 6.0  # degrees, uniform in +-rotation: slanted handwriting
+    translation: float = 0.04  # fraction of the image side, uniform in +-translation, each axis
+    scale: float = 0.05  # zoom factor uniform in 1 +- scale: digits of different sizes
+    elastic: float = 0.04  # peak displacement of a smooth random field, in half-image units: wobbly strokes
     elastic_grid: int = 4  # the field is drawn on a grid this coarse and smoothly upsampled
 
 
