@@ -24,7 +24,7 @@ from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli
 from utils.files import writable_folder
 
-TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "models_dir", "augment", "resume")
+TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "split", "models_dir", "augment", "resume")
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
 

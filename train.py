@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model import HybridCNN, count_parameters, resolve_placement
-from model.placement import (MODES, accelerator_rng_states, peak_memory_mb, reset_peak_memory,
+from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_memory_mb, reset_peak_memory,
                              restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
@@ -71,6 +71,7 @@ class Config:
     seed: int = 1
     device: str | None = None  # None: detect (CUDA, then MPS, then CPU)
     placement: str = "auto"
+    split: int = DEFAULT_SPLIT  # hybrid: how many conv blocks run on the accelerator (1-3); the design's is 2
     augment: bool | None = None  # None: on for runs of several epochs; one epoch underfits, so it is off
     clean_last_epoch: bool = True  # augmenting over several epochs, the last one sees the plain images: 15 epochs
     #                                at batch 64, seeds 1-4: 99.47% (99.42-99.52) against 99.42% (99.37-99.44)
@@ -124,6 +125,9 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int
     parser.add_argument("--placement", choices=MODES, default=default.placement,
                         help="hybrid: conv1-2 on the accelerator, the rest on the CPU; single: one device; "
                              "auto: hybrid when an accelerator is present (default: %(default)s)")
+    parser.add_argument("--split", type=int, choices=(1, 2, 3), default=default.split,
+                        help="hybrid: how many conv blocks run on the accelerator, the rest on the CPU "
+                             "(default: %(default)s: conv1 and conv2)")
     parser.add_argument("--data-dir", default=default.data_dir, help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--models-dir", default=default.models_dir, help="where checkpoints go (default: %(default)s)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=default.augment,
@@ -240,7 +244,7 @@ def train(config: Config, data=None, log=print):
     keep_freed_memory()  # about a tenth off the epoch on Linux: see utils/allocator.py
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling (CPU) and nothing else
-    placement = resolve_placement(config.placement, config.device)
+    placement = resolve_placement(config.placement, config.device, split=config.split)
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed and resumed["epochs"] >= config.epochs:
         raise UserError(f"{config.resume} already has {resumed['epochs']} epoch(s); ask for more with --epochs")

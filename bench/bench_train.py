@@ -6,7 +6,10 @@ epoch), images/s, the median wall time of the whole process (imports, data, trai
 saving), the process's peak memory and the accelerator's (CUDA: the most its tensors held during the
 epoch and its evaluation; MPS: what its driver holds at the end), and the test accuracy range.
 
-    python bench/bench_train.py [--runs 5]
+    python bench/bench_train.py [--runs 5]              # every placement: single cpu, single and hybrid
+    python bench/bench_train.py --cpu-only --threads 2   # the CPU alone, with 2 threads (a laptop's figures)
+
+With an accelerator, hybrid runs at each split point (--split 1, 2 and 3: how many conv blocks run on it).
 
 Run i uses seed i, so the accuracy range is over seeds 1..runs. Run it alone: on a 2-core machine a
 second busy process slows training several times over. A shared VM's speed also drifts; the speed
@@ -30,21 +33,24 @@ import torch  # noqa: E402
 from model.placement import Machine  # noqa: E402
 
 
-def placements(machine):
-    yield "single", "cpu"
-    if machine.accelerator():
-        yield "single", machine.accelerator()
-        yield "hybrid", machine.accelerator()
+def placements(machine, cpu_only=False):
+    """(mode, device, split) for each placement to measure."""
+    yield "single", "cpu", 2
+    if machine.accelerator() and not cpu_only:
+        yield "single", machine.accelerator(), 2
+        for split in (1, 2, 3):
+            yield "hybrid", machine.accelerator(), split
 
 
-def run_once(mode, device, seed, models):
+def run_once(mode, device, split, seed, models, threads=None):
     """One `python train.py --epochs 1` process: (loop seconds, first steps' seconds, steady-state epoch seconds,
     wall seconds, peak MB, device peak MB or None, test accuracy)."""
     folder = Path(tempfile.mkdtemp(dir=models))
     command = [sys.executable, "train.py", "--epochs", "1", "--quiet", "--seed", str(seed),
-               "--placement", mode, "--device", device, "--models-dir", str(folder)]
+               "--placement", mode, "--device", device, "--split", str(split), "--models-dir", str(folder)]
+    env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})  # torch's CPU threads
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -77,18 +83,24 @@ def machine_speed():
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="processes per placement (default: %(default)s)")
+    parser.add_argument("--threads", type=int, help="CPU threads of each run (OMP_NUM_THREADS; default: torch's "
+                                                    "choice, one per core)")
+    parser.add_argument("--cpu-only", action="store_true", help="measure the CPU placement alone")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the speed check too
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"{args.runs} runs of `python train.py --epochs 1` per placement (seeds 1-{args.runs})")
     with tempfile.TemporaryDirectory() as models:
-        for mode, device in placements(Machine.detect()):
+        for mode, device, split in placements(Machine.detect(), args.cpu_only):
             before = machine_speed()
-            runs = [run_once(mode, device, seed, models) for seed in range(1, args.runs + 1)]
+            runs = [run_once(mode, device, split, seed, models, args.threads) for seed in range(1, args.runs + 1)]
             after = machine_speed()
             loops, firsts, steadies, walls, peaks, device_peaks, accuracies = zip(*runs)
             loop = statistics.median(loops)
             device_peak = "" if device == "cpu" else f", {device} {max(device_peaks):,.0f} MB"
-            print(f"{mode:>6} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}; "
+            name = f"{mode}, split {split}" if mode == "hybrid" else mode
+            print(f"{name:>15} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}; "
                   f"first 25 steps {statistics.median(firsts):.2f} s, steady state {statistics.median(steadies):.2f} s), "
                   f"{60000 / loop:,.0f} img/s | whole process median {statistics.median(walls):.2f} s "
                   f"(min {min(walls):.2f}, max {max(walls):.2f}) | peak memory host {max(peaks):,.0f} MB{device_peak} | "

@@ -8,7 +8,8 @@
 # reachable to fetch. In OUT_DIR: machine.txt (GPU, driver, CPU, torch), tests-device.txt
 # (pytest -m "cuda or mps"), tests-all.txt (the whole suite), probes.txt (bench/device_probes.py: the
 # label race, same seed twice, a GPU checkpoint opened with no GPU visible), bench.txt
-# (bench/bench_train.py for every placement), and summary.txt (each step's exit status). On a machine
+# (bench/bench_train.py for every placement, hybrid at splits 1-3), bench-cpu-2-threads.txt (the CPU
+# alone with 2 threads, to compare with laptops), and summary.txt (each step's exit status). On a machine
 # without a GPU the device parts skip and say why.
 set -uo pipefail
 out=${1:?usage: bash bench/gpu_check.sh OUT_DIR}
@@ -59,3 +60,4 @@ step tests-device tests-device.txt "$python" -m pytest -m "cuda or mps" -v -rs
 step tests-all tests-all.txt "$python" -m pytest -rs
 step probes probes.txt "$python" bench/device_probes.py
 step bench bench.txt "$python" bench/bench_train.py --runs 3
+step bench-cpu-2-threads bench-cpu-2-threads.txt "$python" bench/bench_train.py --runs 3 --cpu-only --threads 2

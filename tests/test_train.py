@@ -61,6 +61,12 @@ def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
     assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
 
 
+def test_the_split_point_asked_for_is_the_one_trained_and_recorded(tmp_path, small_mnist):
+    model, path, _ = train.train(quiet_config(tmp_path, split=3), data=small_mnist, log=lambda m: None)
+    assert model.placement.split == 3 and [len(modules) for _, modules in model.stages] == [3, 1]
+    assert torch.load(path, weights_only=True)["placement"]["split"] == 3
+
+
 def test_augmentation_covers_every_epoch_but_the_last_of_several(tmp_path, small_mnist, monkeypatch):
     augmented = []  # images augmented, per call of the real augment()
 
@@ -204,6 +210,7 @@ DAMAGED = {
     (["--batch-size", "1000000000"], "--batch-size: must be at most 8,192"),
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--placement", "sideways"], "--placement: invalid choice"),
+    (["--split", "4"], "--split: invalid choice: 4 (choose from 1, 2, 3)"),
     (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),
     (["--seed", "-1"], "--seed: must be from 0 to 18446744073709551615, not -1"),
 ])
