@@ -2,6 +2,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -93,8 +94,9 @@ def run_shell(command, cwd, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-CAN_MOUNT = shutil.which("unshare") is not None and subprocess.run(
-    ["unshare", "-rm", "true"], capture_output=True).returncode == 0
+CAN_MOUNT = shutil.which("unshare") is not None and subprocess.run(  # a tmpfs over /tmp, seen by this process only
+    ["unshare", "-rm", "mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", tempfile.gettempdir()],
+    capture_output=True).returncode == 0
 needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="needs `unshare -rm` (user and mount namespaces) to mount a "
                                                        "small or read-only tmpfs")
 
