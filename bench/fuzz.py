@@ -129,13 +129,17 @@ def _copy(value):
 class Target:
     def __init__(self, folder: Path, data: MNIST):
         self.folder = folder
-        self.tiny = MNIST(data.train_images[:240], data.train_labels[:240], data.test_images[:100], data.test_labels[:100])
+        self.tiny = MNIST(data.train_images[:240], data.train_labels[:240],
+                          data.test_images[:100], data.test_labels[:100])
         self.models = folder / "models"
         _, self.checkpoint, _ = train.train(train.Config(quiet=True, models_dir=str(self.models)), data=self.tiny,
                                             log=lambda message: None)
         self.state = torch.load(self.checkpoint, weights_only=True)
-        self.idx = {name: (raw_dir() / name).read_bytes()[:16 + 28 * 28 * 50] for name in ("t10k-images-idx3-ubyte",)}
-        self.idx["t10k-labels-idx1-ubyte"] = (raw_dir() / "t10k-labels-idx1-ubyte").read_bytes()[:8 + 50]
+        self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
+        for name, header in (("t10k-images-idx3-ubyte", 16), ("t10k-labels-idx1-ubyte", 8)):
+            content = bytearray((raw_dir() / name).read_bytes()[:header + 50 * (28 * 28 if header == 16 else 1)])
+            content[4:8] = (50).to_bytes(4, "big")
+            self.idx[name] = bytes(content)
         self.images = {}
         digit = Image.fromarray(255 - data.test_images[0, 0].numpy()).resize((112, 112))
         for suffix, mode in ((".png", "L"), (".jpg", "L"), (".bmp", "RGB"), (".gif", "P"), (".tiff", "F"),

@@ -2,7 +2,6 @@
 under a timestamped name that never overwrites anything (or, with fixed=True, as <kind>.png, replacing
 the last one: the README's pictures), and returns the path."""
 import io
-from pathlib import Path
 
 import matplotlib
 
