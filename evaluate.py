@@ -9,6 +9,7 @@ from image files with it.
 The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
 from what it records, placed for this machine.
 """
+import stat
 import sys
 import time
 from pathlib import Path
@@ -49,12 +50,12 @@ def newest_checkpoint(path: Path) -> Path:
     found = []
     for candidate in filter(is_ours, path.glob("*.pth")):
         try:
-            modified = candidate.stat().st_mtime
+            status = candidate.stat()
         except OSError as error:  # a symlink to nothing, or a loop
             print(f"note: passed over {candidate}: a broken symlink ({error.strerror})", file=sys.stderr)
             continue
-        if candidate.is_file():
-            found.append((modified, candidate))
+        if stat.S_ISREG(status.st_mode):
+            found.append((status.st_mtime, candidate))
     if not found:
         raise UserError(f"no checkpoint (*.pth) in {path}")
     return max(found)[1]

@@ -15,10 +15,10 @@ import torch
 
 from model import HybridCNN, Placement, count_parameters, resolve_placement
 from utils.errors import UserError
-from utils.files import replace_atomically, timestamp, write_new
+from utils.files import replace_atomically, reporting, timestamp, write_new
 
 ARCHITECTURE = "HybridCNN"
-MAX_BYTES = 64 * 2**20  # a checkpoint of this project is about 250 KB: a member of a zip beyond this is refused
+MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
 REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
             "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
 
@@ -62,10 +62,8 @@ def load_checkpoint(path, name=None) -> dict:
     if not file.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     try:
-        with zipfile.ZipFile(file) as archive:  # torch's format is a zip: what its directory declares
+        with reporting("read", path), zipfile.ZipFile(file) as archive:  # torch's format is a zip: its directory
             unpacked = sum(member.file_size for member in archive.infolist())
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):  # the last: "zip file version 19.7"
         raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
     if unpacked > MAX_BYTES:  # torch reads every record whole: a small, compressed file could fill the memory
@@ -75,8 +73,6 @@ def load_checkpoint(path, name=None) -> dict:
         with warnings.catch_warnings():  # torch warns about some files before refusing them: one line is ours
             warnings.simplefilter("ignore")
             state = torch.load(file, map_location="cpu", weights_only=True)
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
     except Exception as error:  # torch raises several types here: classify by what it says
         if "GLOBAL" in str(error):  # weights-only unpickling met a class or function: code, refused
             raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "

@@ -10,6 +10,7 @@ reported and left where it is, never deleted or overwritten.
 """
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -195,10 +196,15 @@ def prepare(data_dir=None, log=print) -> Path:
 
 # --- loading ----------------------------------------------------------------------------------
 
+def idx_size(count: int, item_shape: tuple) -> int:
+    """The bytes of an IDX file of unsigned bytes: a 4-byte magic number, 4 bytes per dimension, the data."""
+    return 4 * (2 + len(item_shape)) + count * math.prod(item_shape)
+
+
 def file_size(name: str) -> int:
-    """The size of an original MNIST file: an IDX header of 4 bytes per dimension and 8 more, then the bytes."""
-    images, labels, count = next(split for split in SPLITS.values() if name in split)
-    return 16 + count * 28 * 28 if name == images else 8 + count
+    """The size of an original MNIST file."""
+    images, _, count = next(split for split in SPLITS.values() if name in split)
+    return idx_size(count, (28, 28) if name == images else ())
 
 
 def read_idx(path: Path, magic: int, count: int, item_shape: tuple) -> np.ndarray:
@@ -215,7 +221,7 @@ def read_idx(path: Path, magic: int, count: int, item_shape: tuple) -> np.ndarra
         dims = "x".join(str(int(d)) for d in header[1:])
         expected = "x".join(str(d) for d in (count, *item_shape))
         raise UserError(f"{path}: header says {dims}, expected {expected}")
-    expected_size = header_size + count * int(np.prod(item_shape, dtype=np.int64))
+    expected_size = idx_size(count, item_shape)
     if data.size != expected_size:
         raise UserError(f"{path}: {'truncated' if data.size < expected_size else 'too long'} "
                         f"({data.size} bytes, expected {expected_size})")

@@ -38,8 +38,7 @@ def writable_folder(folder) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder")
-    with reporting("create the folder", folder):
-        folder.mkdir(parents=True, exist_ok=True)
+    made(folder)
     remove_leftovers(folder)
     with reporting("write in", folder), temporary_file(folder, ".probe", b""):
         pass
@@ -49,9 +48,7 @@ def writable_folder(folder) -> Path:
 def write_new(folder, stem: str, suffix: str, data: bytes) -> Path:
     """Write `data` to the first free name among folder/stem.suffix, stem_2.suffix, ... os.link fails rather
     than replace, so two writers racing for the same name both succeed, under different names."""
-    folder = Path(folder)
-    with reporting("create the folder", folder):
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = made(Path(folder))
     with reporting("write", folder / f"{stem}{suffix}"), temporary_file(folder, suffix, data) as temporary:
         for attempt in range(1, 1000):
             target = folder / f"{stem}{'' if attempt == 1 else f'_{attempt}'}{suffix}"
@@ -64,9 +61,16 @@ def write_new(folder, stem: str, suffix: str, data: bytes) -> Path:
 
 
 def replace_atomically(path: Path, data: bytes) -> None:
-    """Replace a file this program wrote itself with new contents, atomically."""
-    with reporting("write", path), temporary_file(path.parent, path.suffix, data) as temporary:
+    """Replace a file this program wrote itself (or create it) with new contents, atomically."""
+    with reporting("write", path), temporary_file(made(path.parent), path.suffix, data) as temporary:
         os.replace(temporary, path)
+
+
+def made(folder: Path) -> Path:
+    """`folder`, created with its parents if missing."""
+    with reporting("create the folder", folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @contextmanager

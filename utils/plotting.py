@@ -2,6 +2,7 @@
 under a timestamped name that never overwrites anything (or, with fixed=True, as <kind>.png, replacing
 the last one: the README's pictures), and returns the path."""
 import io
+from pathlib import Path
 
 import matplotlib
 
@@ -9,7 +10,7 @@ matplotlib.use("Agg")  # files only: no window, works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from utils.files import replace_atomically, timestamp, writable_folder, write_new  # noqa: E402
+from utils.files import replace_atomically, timestamp, write_new  # noqa: E402
 
 
 def save(figure, folder, stem, fixed=False):
@@ -20,7 +21,7 @@ def save(figure, folder, stem, fixed=False):
     finally:
         plt.close(figure)
     if fixed:
-        path = writable_folder(folder) / f"{stem}.png"
+        path = Path(folder) / f"{stem}.png"
         replace_atomically(path, buffer.getvalue())
         return path
     return write_new(folder, f"{stem}_{timestamp()}", ".png", buffer.getvalue())
