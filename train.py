@@ -10,7 +10,7 @@ from there with the optimizer and learning-rate schedule where they were.
 import argparse
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
 
@@ -25,7 +25,8 @@ from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_
                              restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
-from utils.checkpoint import ARCHITECTURE, load_checkpoint, restore_model, save_new, save_over
+from utils.checkpoint import (ARCHITECTURE, described, is_number, load_checkpoint, restore_model, save_new,
+                              save_over)
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value
 from utils.files import writable_folder
@@ -51,6 +52,9 @@ RECIPES = {
         "label_smoothing": 0.0,
     },
 }
+
+
+RECIPE_FIELDS = tuple(RECIPES["one epoch"])
 
 
 @dataclass
@@ -81,9 +85,9 @@ class Config:
     quiet: bool = False
 
     def __post_init__(self):
-        for name, value in RECIPES["one epoch" if self.epochs <= 1 else "several epochs"].items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
+        self.from_recipe = [name for name in RECIPE_FIELDS if getattr(self, name) is None]  # not given: a resume
+        for name in self.from_recipe:  # of the same run takes them from its checkpoint instead (carried_on)
+            setattr(self, name, RECIPES["one epoch" if self.epochs <= 1 else "several epochs"][name])
 
     @property
     def augmenting(self) -> bool:
@@ -214,6 +218,24 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
     return loss_sum.item() / seen, correct.item() / seen * 100, curve, first
 
 
+def carried_on(config: Config, resumed: dict) -> Config:
+    """The config that carries on the interrupted run `resumed` (the same --epochs): its own batch size, peak
+    learning rate, label smoothing and augmentation where the command line does not give them, so that a run
+    started with --batch-size 128 continues with 128 and its schedule, not with the default."""
+    recorded = resumed.get("hyperparameters", {})
+    wanted = config.from_recipe + (["augment"] if config.augment is None else [])
+    taken = {name: recorded[name] for name in wanted if isinstance(recorded, dict) and name in recorded}
+    if not isinstance(recorded, dict) or not all(RECORDED[name](value) for name, value in taken.items()):
+        raise UserError(f"{config.resume}: damaged checkpoint: hyperparameters {described(recorded)}")
+    return replace(config, **taken)
+
+
+RECORDED = {"batch_size": lambda value: type(value) is int and 1 <= value <= MAX_BATCH,  # what a resume may take
+            "lr": lambda value: is_number(value) and value > 0,
+            "label_smoothing": lambda value: is_number(value) and 0 <= value <= 1,
+            "augment": lambda value: type(value) is bool}
+
+
 def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done, history, generator):
     last = history[-1]
     return {
@@ -248,6 +270,8 @@ def train(config: Config, data=None, log=print):
     resumed = load_checkpoint(config.resume) if config.resume else None
     if resumed and resumed["epochs"] >= config.epochs:
         raise UserError(f"{config.resume} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
+    if resumed and resumed.get("planned_epochs") == config.epochs:
+        config = carried_on(config, resumed)
     writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
     data = data or load_mnist(config.data_dir, log=log)
     if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing

@@ -116,6 +116,32 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         assert offsets == ({(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)} if shift else {(0, 0)})
 
 
+def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist):
+    """A run started with its own batch size, learning rate, smoothing and augmentation, interrupted in epoch 2
+    and resumed with only the checkpoint and the same epochs, ends with the uninterrupted run's weights: it
+    does not switch to the defaults (batch 64 would also have started a new schedule)."""
+    own = dict(batch_size=100, lr=0.1, label_smoothing=0.05, augment=True)
+
+    def run(folder, log=lambda message: None, **options):
+        return train.train(quiet_config(tmp_path / folder, epochs=2, **options), data=small_mnist, log=log)[0]
+
+    def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
+        if message.startswith("epoch 2/2"):
+            raise KeyboardInterrupt
+
+    straight = run("straight", **own)
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2, **own)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    said = []
+    resumed = run("resumed", log=said.append, resume=str(path))
+    assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line for line in said)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    changed = run("changed", resume=str(path), batch_size=50)  # a setting given again wins over the record
+    assert not torch.equal(changed.conv1.conv.weight, straight.conv1.conv.weight)
+
+
 def test_resume_refuses_other_architecture(tmp_path, small_mnist):
     _, path, _ = train.train(quiet_config(tmp_path), data=small_mnist, log=lambda m: None)
     state = torch.load(path, weights_only=True)
@@ -171,12 +197,21 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pth")
     state = torch.load(good, weights_only=True)  # as if epoch 1 of 2 of a full run was done: --epochs 2 continues it
     steps = -(-len(small_mnist.train_labels) * 15 // train.Config(epochs=2).batch_size)  # an epoch of the full 60,000
-    state |= {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps}}
+    two = train.Config(epochs=2)
+    state |= {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps},
+              "hyperparameters": state["hyperparameters"] | {name: getattr(two, name) for name in train.RECIPE_FIELDS}}
     torch.save(state | {"device_rng_states": {"cuda": ["not a state"]}}, tmp_path / "device_rng.pth")
     for name, damage in DAMAGED.items():
         torch.save(state | damage, tmp_path / f"{name}.pth")
     torch.save({key: value for key, value in state.items() if key != "rng_state"}, tmp_path / "no_rng_state.pth")
+    for name, recorded in RESUME_ONLY_DAMAGE.items():  # only a resume reads the hyperparameters back
+        torch.save(state | {"hyperparameters": recorded}, tmp_path / f"{name}.pth")
     return tmp_path
+
+
+RESUME_ONLY_DAMAGE = {"hyperparameters_batch": {"batch_size": 10**9, "lr": 0.2},
+                      "hyperparameters_lr": {"batch_size": 64, "lr": float("nan")},
+                      "hyperparameters_text": "fast"}
 
 
 # Values no run writes: one validation (utils.checkpoint.load_checkpoint) refuses them for every reader
@@ -228,6 +263,7 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),
     *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))} ") for name, damage in DAMAGED.items()],
     ("no_rng_state.pth", "damaged checkpoint: no rng_state to carry the run on"),
+    *[(f"{name}.pth", "damaged checkpoint: hyperparameters ") for name in RESUME_ONLY_DAMAGE],
 ])
 def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
     argv = ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet", "--models-dir", str(bad_checkpoints)]
