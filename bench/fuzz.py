@@ -135,6 +135,8 @@ class Target:
         _, self.checkpoint, _ = train.train(train.Config(quiet=True, models_dir=str(self.models)), data=self.tiny,
                                             log=lambda message: None)
         self.state = torch.load(self.checkpoint, weights_only=True)
+        steps = self.state["schedule_state"]["step"]  # as if it were epoch 1 of 2: a resume carries that run on
+        self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps}}
         self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
         for name, header in (("t10k-images-idx3-ubyte", 16), ("t10k-labels-idx1-ubyte", 8)):
             content = bytearray((raw_dir() / name).read_bytes()[:header + 50 * (28 * 28 if header == 16 else 1)])
@@ -157,7 +159,8 @@ class Target:
             path.write_bytes(mutate_bytes(self.checkpoint.read_bytes(), rng))
             load_model(path)
         elif kind in ("checkpoint values", "resume"):
-            torch.save(mutate_state(self.state, rng), path)
+            base = rng.choice([self.state, self.interrupted]) if kind == "resume" else self.state
+            torch.save(mutate_state(base, rng), path)
             if kind == "resume":  # a run of 2 epochs from the mutated one of 1 (tiny data: 3 steps)
                 config = train.Config(quiet=True, epochs=2, resume=str(path), models_dir=str(self.models))
                 _, _, history = train.train(config, data=self.tiny, log=lambda message: None)
