@@ -38,7 +38,8 @@ def parse_args(argv):
     parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
-    parser.add_argument("--min-accuracy", type=percentage, help="exit 1 if the measured test accuracy (%%) is below this")
+    parser.add_argument("--min-accuracy", type=percentage,
+                        help="exit 1 if the measured test accuracy (%%) is below this")
     return parser.parse_args(argv)
 
 

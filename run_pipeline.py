@@ -40,9 +40,12 @@ def parse_args(argv):
                                        "accuracy check, pictures of the trained model, summary.")
     train.add_training_flags(parser, epochs_type=non_negative_int, epochs_default=0,
                              epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
-    parser.add_argument("--aug-samples", type=bounded_count, default=3, help="digits shown in the augmentation grid (1-64, default: %(default)s)")
-    parser.add_argument("--aug-per-sample", type=bounded_count, default=5, help="augmentations drawn per digit (1-64, default: %(default)s)")
-    parser.add_argument("--min-accuracy", type=percentage, default=95.0, help="test accuracy (%%) the run must reach (default: %(default)s)")
+    parser.add_argument("--aug-samples", type=bounded_count, default=3,
+                        help="digits shown in the augmentation grid (1-64, default: %(default)s)")
+    parser.add_argument("--aug-per-sample", type=bounded_count, default=5,
+                        help="augmentations drawn per digit (1-64, default: %(default)s)")
+    parser.add_argument("--min-accuracy", type=percentage, default=95.0,
+                        help="test accuracy (%%) the run must reach (default: %(default)s)")
     parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
     parser.add_argument("--fixed-names", action="store_true", help="save the pictures as augmentation.png, ... "
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
@@ -72,8 +75,8 @@ def augmentation_demo(data, samples, per_sample, seed, folder, fixed=False):
             break
     originals = data.train_images[picked].float() / 255
     augmented = augment(originals.repeat_interleave(per_sample, 0), generator=generator)
-    return augmentation_grid(originals, augmented.view(samples, per_sample, 1, 28, 28), data.train_labels[picked], folder,
-                             fixed)
+    return augmentation_grid(originals, augmented.view(samples, per_sample, 1, 28, 28), data.train_labels[picked],
+                             folder, fixed)
 
 
 def main(argv=None):
@@ -113,7 +116,8 @@ def main(argv=None):
     print(f"epochs trained: {config.epochs}")
     if checkpoint:
         passed = test_accuracy >= args.min_accuracy
-        print(f"final test accuracy: {test_accuracy:.2f}% (minimum {args.min_accuracy:.1f}%: {'passed' if passed else 'FAILED'})")
+        print(f"final test accuracy: {test_accuracy:.2f}% "
+              f"(minimum {args.min_accuracy:.1f}%: {'passed' if passed else 'FAILED'})")
         print(f"checkpoint: {checkpoint}")
     else:
         print("final test accuracy: not trained (the augmentation demo alone: --epochs N trains), no checkpoint")

@@ -177,10 +177,10 @@ def evaluate(model, images, labels, batch_size=200):
 
 def train_one_epoch(model, optimizer, schedule, images, labels, config, generator, progress, augmenting=False):
     """One pass over the training set, augmented or not. `images` are on the model's input device, `labels`
-    on its output device (where the loss is computed). Returns the mean loss (label-smoothed: the loss
-    optimized) and accuracy (percent) over the epoch, and the training curve: (images seen, loss, accuracy)
-    averaged over each stretch of 25 steps; and (images, seconds) at the first of those stretches' ends, where
-    an accelerator's start-up (CUDA context, cuDNN, kernel loading) falls."""
+    on its output device (where the loss is computed). Returns the mean loss (the loss optimized: label-smoothed
+    where the config smooths) and accuracy (percent) over the epoch, and the training curve: (images seen, loss,
+    accuracy) averaged over each stretch of 25 steps; and (images, seconds) at the first of those stretches'
+    ends, where an accelerator's start-up (CUDA context, cuDNN, kernel loading) falls."""
     model.train()
     loss_sum = torch.zeros((), device=model.output_device)
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)

@@ -80,7 +80,8 @@ def main():
     for name, median in medians.items():
         print(f"{name:>16}: one epoch, whole process, median {median:.1f} s (min {min(times[name]):.1f}, "
               f"max {max(times[name]):.1f}); test accuracy of the last run {accuracy[name]}")
-    print(f"ratio: the official example takes {medians['official example'] / medians['this repo']:.1f}x as long as this repo")
+    ratio = medians["official example"] / medians["this repo"]
+    print(f"ratio: the official example takes {ratio:.1f}x as long as this repo")
 
 
 if __name__ == "__main__":

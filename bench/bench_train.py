@@ -101,9 +101,11 @@ def main():
             device_peak = "" if device == "cpu" else f", {device} {max(device_peaks):,.0f} MB"
             name = f"{mode}, split {split}" if mode == "hybrid" else mode
             print(f"{name:>15} {device:<7} epoch loop median {loop:.2f} s (min {min(loops):.2f}, max {max(loops):.2f}; "
-                  f"first 25 steps {statistics.median(firsts):.2f} s, steady state {statistics.median(steadies):.2f} s), "
+                  f"first 25 steps {statistics.median(firsts):.2f} s, "
+                  f"steady state {statistics.median(steadies):.2f} s), "
                   f"{60000 / loop:,.0f} img/s | whole process median {statistics.median(walls):.2f} s "
-                  f"(min {min(walls):.2f}, max {max(walls):.2f}) | peak memory host {max(peaks):,.0f} MB{device_peak} | "
+                  f"(min {min(walls):.2f}, max {max(walls):.2f}) | "
+                  f"peak memory host {max(peaks):,.0f} MB{device_peak} | "
                   f"test accuracy {min(accuracies):.2f}-{max(accuracies):.2f}% | "
                   f"machine speed check {before:.2f} ms before, {after:.2f} ms after")
 

@@ -65,7 +65,8 @@ def label_mismatches(mode, device, digits):
                               torch.Generator().manual_seed(0), tqdm(disable=True))
     finally:
         F.cross_entropy = cross_entropy
-    {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(model.input_device.type, lambda: None)()
+    synchronize = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}
+    synchronize.get(model.input_device.type, lambda: None)()
     landed = torch.cat([target for target, _ in read]).cpu()
     at_read = torch.cat([copy for _, copy in read]).cpu()
     return int((landed != at_read).sum()), len(landed)

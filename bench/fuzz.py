@@ -136,7 +136,8 @@ class Target:
                                             log=lambda message: None)
         self.state = torch.load(self.checkpoint, weights_only=True)
         steps = self.state["schedule_state"]["step"]  # as if it were epoch 1 of 2: a resume carries that run on
-        self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps}}
+        self.interrupted = self.state | {"planned_epochs": 2,
+                                         "schedule_state": {"step": steps, "total_steps": 2 * steps}}
         self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
         for name, header in (("t10k-images-idx3-ubyte", 16), ("t10k-labels-idx1-ubyte", 8)):
             content = bytearray((raw_dir() / name).read_bytes()[:header + 50 * (28 * 28 if header == 16 else 1)])

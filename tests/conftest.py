@@ -31,11 +31,13 @@ def real_raw_dir(mnist):
 @pytest.fixture(scope="session")
 def small_mnist(mnist):
     """The first 4,000 training and 1,000 test digits: real data for tests that train several times."""
-    return MNIST(mnist.train_images[:4000], mnist.train_labels[:4000], mnist.test_images[:1000], mnist.test_labels[:1000])
+    return MNIST(mnist.train_images[:4000], mnist.train_labels[:4000],
+                 mnist.test_images[:1000], mnist.test_labels[:1000])
 
 
 NEEDS = {"cuda": pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
-         "mps": pytest.mark.skipif(not Machine.detect().mps, reason="Apple's MPS backend is not available on this machine")}
+         "mps": pytest.mark.skipif(not Machine.detect().mps,
+                                   reason="Apple's MPS backend is not available on this machine")}
 
 
 def on(mode, device):
@@ -72,8 +74,9 @@ def fresh_copy(target: Path, raw_dir: Path) -> None:
     """What a clone of this working tree holds (tracked and new files, not ignored ones; outside a git
     checkout, the tree without data, outputs and caches), plus the verified MNIST files, so that the data
     step checks them instead of downloading."""
+    in_git = shutil.which("git") and (REPO / ".git").exists()
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                            capture_output=True, text=True) if shutil.which("git") and (REPO / ".git").exists() else None
+                            capture_output=True, text=True) if in_git else None
     if listed is None or listed.returncode != 0:
         shutil.copytree(REPO, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
             ".git", "data", "models", "samples", "node_modules", "__pycache__", ".pytest_cache", ".venv"))

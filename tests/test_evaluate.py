@@ -50,7 +50,8 @@ def test_minimum_and_tampered_figures_fail(one_epoch_run, tmp_path, capsys):
     state["final_test_accuracy"] = "99.1"
     torch.save(state, tmp_path / "damaged.pth")
     assert run_cli(evaluate.main, [str(tmp_path / "damaged.pth")]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path / 'damaged.pth'}: damaged checkpoint: final_test_accuracy of the wrong type\n"
+    assert capsys.readouterr().err == \
+        f"error: {tmp_path / 'damaged.pth'}: damaged checkpoint: final_test_accuracy of the wrong type\n"
 
     assert run_cli(evaluate.main, [str(tmp_path / "empty")]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -66,12 +67,15 @@ def draw(digit, size=(300, 400), pen=12):
         pencil.line([(0.5 * w, 0.15 * h), (0.5 * w, 0.85 * h)], fill="black", width=pen)
     elif digit == 2:
         pencil.arc([(0.3 * w, 0.15 * h), (0.7 * w, 0.45 * h)], 180, 30, fill="black", width=pen)
-        pencil.line([(0.66 * w, 0.38 * h), (0.28 * w, 0.85 * h), (0.75 * w, 0.85 * h)], fill="black", width=pen, joint="curve")
+        pencil.line([(0.66 * w, 0.38 * h), (0.28 * w, 0.85 * h), (0.75 * w, 0.85 * h)], fill="black", width=pen,
+                    joint="curve")
     elif digit == 4:
-        pencil.line([(0.55 * w, 0.15 * h), (0.25 * w, 0.6 * h), (0.75 * w, 0.6 * h)], fill="black", width=pen, joint="curve")
+        pencil.line([(0.55 * w, 0.15 * h), (0.25 * w, 0.6 * h), (0.75 * w, 0.6 * h)], fill="black", width=pen,
+                    joint="curve")
         pencil.line([(0.6 * w, 0.35 * h), (0.6 * w, 0.85 * h)], fill="black", width=pen)
     elif digit == 7:
-        pencil.line([(0.25 * w, 0.2 * h), (0.75 * w, 0.2 * h), (0.45 * w, 0.85 * h)], fill="black", width=pen, joint="curve")
+        pencil.line([(0.25 * w, 0.2 * h), (0.75 * w, 0.2 * h), (0.45 * w, 0.85 * h)], fill="black", width=pen,
+                    joint="curve")
     return image
 
 
@@ -93,7 +97,8 @@ def test_digits_drawn_dark_on_white_are_predicted(one_epoch_run, tmp_path):
     }
     for image, name in files.values():
         image.save(tmp_path / name)
-    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", *(str(tmp_path / name) for _, name in files.values()))
+    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image",
+                        *(str(tmp_path / name) for _, name in files.values()))
     assert result.returncode == 0, result.stderr
     for digit, (_, name) in files.items():
         assert re.search(rf"{re.escape(name)}: {digit} \(\d+\.\d%; next: \d ", result.stdout), result.stdout
@@ -154,7 +159,8 @@ def artifact(path, members):
 
 def test_reads_the_checkpoint_inside_a_downloaded_artifact(one_epoch_run, tmp_path):
     checkpoint = one_epoch_run[1]
-    zipped = artifact(tmp_path / "mnist-model-12.zip", [(checkpoint.name, checkpoint.read_bytes(), (2026, 11, 24, 9, 0, 0))])
+    zipped = artifact(tmp_path / "mnist-model-12.zip",
+                      [(checkpoint.name, checkpoint.read_bytes(), (2026, 11, 24, 9, 0, 0))])
     result = run_script("evaluate.py", str(zipped))
     assert result.returncode == 0, result.stderr
     assert f"checkpoint: {zipped}: {checkpoint.name} (HybridCNN" in result.stdout and ": matches" in result.stdout
@@ -170,9 +176,10 @@ def test_of_several_checkpoints_in_a_zip_the_newest_is_read_and_named(one_epoch_
     state["final_test_accuracy"] = 12.0  # the older one would not match
     older = io.BytesIO()
     torch.save(state, older)
-    zipped = artifact(tmp_path / "two.zip", [("models/model_cpu_20261101_000000.pth", older.getvalue(), (2026, 11, 1, 0, 0, 0)),
-                                             ("models/model_cpu_20261124_000000.pth", good, (2026, 11, 24, 0, 0, 0)),
-                                             ("models/.partial-x.pth", b"", (2026, 11, 25, 0, 0, 0))])
+    zipped = artifact(tmp_path / "two.zip", [
+        ("models/model_cpu_20261101_000000.pth", older.getvalue(), (2026, 11, 1, 0, 0, 0)),
+        ("models/model_cpu_20261124_000000.pth", good, (2026, 11, 24, 0, 0, 0)),
+        ("models/.partial-x.pth", b"", (2026, 11, 25, 0, 0, 0))])
     assert run_cli(evaluate.main, [str(zipped)]) == 0
     out = capsys.readouterr().out
     assert f"{zipped} holds 2 checkpoints: reading the newest, models/model_cpu_20261124_000000.pth" in out

@@ -64,8 +64,8 @@ def test_fixed_names_replace_the_last_pictures(tmp_path, mnist):
     """How the README's pictures are made: the same names every time, the old file replaced."""
     folder = tmp_path / "images"
     for _ in range(2):
-        result = run_script("run_pipeline.py", "--aug-samples", "2", "--aug-per-sample", "3", "--samples-dir", str(folder),
-                            "--fixed-names")
+        result = run_script("run_pipeline.py", "--aug-samples", "2", "--aug-per-sample", "3",
+                            "--samples-dir", str(folder), "--fixed-names")
         assert result.returncode == 0, result.stderr
         assert sorted(path.name for path in folder.iterdir()) == ["augmentation.png"]
     assert Image.open(folder / "augmentation.png").size == (4 * 140, 2 * 150 + 40)

@@ -98,7 +98,8 @@ def test_placing_a_model_on_cuda_makes_it_reproducible():
 def test_every_copy_between_devices_follows_that_rule():
     """non_blocking is set in one place only, model.placement.to_device, which asks may_overlap."""
     code = [path for path in REPO.rglob("*.py") if not {"tests", "node_modules", ".venv"} & set(path.parts)]
-    assert [str(path.relative_to(REPO)) for path in code if "non_blocking" in path.read_text()] == ["model/placement.py"]
+    using = [str(path.relative_to(REPO)) for path in code if "non_blocking" in path.read_text()]
+    assert using == ["model/placement.py"]
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])

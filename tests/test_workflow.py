@@ -52,7 +52,8 @@ def test_workflow_passes_actionlint():
 
 def test_actionlint_catches_a_broken_workflow(tmp_path):
     broken = tmp_path / "broken.yml"
-    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:").replace("github.run_number", "github.run_numbr"))
+    broken.write_text(WORKFLOW.read_text().replace("runs-on:", "run-on:")
+                      .replace("github.run_number", "github.run_numbr"))
     result = actionlint(broken)
     assert result.returncode == 1
     assert "run-on" in result.stdout and "run_numbr" in result.stdout
@@ -93,7 +94,8 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
         assert "${{" not in step["run"], "a run step must work outside GitHub too"
         result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
                                 cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"step {step['name']!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        assert result.returncode == 0, \
+            f"step {step['name']!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         executed.append((step["name"], result.stdout))
     assert len(executed) == 5  # budget, data, one epoch with pictures, verification, job summary
     assert "budget: under 25,000): ok" in executed[0][1]

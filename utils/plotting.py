@@ -62,10 +62,12 @@ def training_curves(history, train_size, folder, fixed=False):
             axis.plot(x, [point[column] for point in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
                       label="train, 25-step average" if start == 0 else None)
     epochs = [entry["epoch"] for entry in history]
-    units = {"loss": " (train: label-smoothed, as optimized)", "accuracy": " (%)"}
+    units = {"loss": " (train: as optimized)", "accuracy": " (%)"}  # label-smoothed in a one-epoch run
     for axis, key in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.plot(epochs, [entry[f"train_{key}"] for entry in history], "o-", color="tab:blue", label="train, epoch mean")
-        axis.plot(epochs, [entry[f"test_{key}"] for entry in history], "s-", color="tab:red", label="test, end of epoch")
+        axis.plot(epochs, [entry[f"train_{key}"] for entry in history], "o-", color="tab:blue",
+                  label="train, epoch mean")
+        axis.plot(epochs, [entry[f"test_{key}"] for entry in history], "s-", color="tab:red",
+                  label="test, end of epoch")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key + units[key])
         axis.grid(alpha=0.3)
