@@ -204,14 +204,7 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     for name, damage in DAMAGED.items():
         torch.save(state | damage, tmp_path / f"{name}.pth")
     torch.save({key: value for key, value in state.items() if key != "rng_state"}, tmp_path / "no_rng_state.pth")
-    for name, recorded in RESUME_ONLY_DAMAGE.items():  # only a resume reads the hyperparameters back
-        torch.save(state | {"hyperparameters": recorded}, tmp_path / f"{name}.pth")
     return tmp_path
-
-
-RESUME_ONLY_DAMAGE = {"hyperparameters_batch": {"batch_size": 10**9, "lr": 0.2},
-                      "hyperparameters_lr": {"batch_size": 64, "lr": float("nan")},
-                      "hyperparameters_text": "fast"}
 
 
 # Values no run writes: one validation (utils.checkpoint.load_checkpoint) refuses them for every reader
@@ -231,6 +224,10 @@ DAMAGED = {
     "split_tensor": {"placement": {"early": "cpu", "late": "cpu", "split": torch.ones(3)}},  # RuntimeError
     "planned_epochs_text": {"planned_epochs": "two"},  # compared, then used as a number
     "history_without_curve": {"history": [{"epoch": 1, "train_loss": 0.5}]},  # the pipeline's plot failed
+    # read back by a resume that carries the run on:
+    "hyperparameters_batch": {"hyperparameters": {"batch_size": 10**9, "lr": 0.2}},
+    "hyperparameters_lr": {"hyperparameters": {"batch_size": 64, "lr": float("nan")}},
+    "hyperparameters_text": {"hyperparameters": "fast"},
 }
 
 
@@ -263,7 +260,6 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),
     *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))} ") for name, damage in DAMAGED.items()],
     ("no_rng_state.pth", "damaged checkpoint: no rng_state to carry the run on"),
-    *[(f"{name}.pth", "damaged checkpoint: hyperparameters ") for name in RESUME_ONLY_DAMAGE],
 ])
 def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
     argv = ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet", "--models-dir", str(bad_checkpoints)]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from utils.errors import OneLineErrors, UserError, run_cli
-from utils.files import owned_prefix, remove_leftovers, reporting
+from utils.files import made, owned_prefix, remove_leftovers, reporting
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
 SHA256 = {
@@ -162,8 +162,7 @@ def prepare(data_dir=None, log=print) -> Path:
                             f"point it at the file or remove it (then the file is fetched)")
     log(f"MNIST: files already present in {raw}: {4 - len(missing)} of 4")
     if missing:
-        with reporting("create the data folder", raw):
-            raw.mkdir(parents=True, exist_ok=True)
+        made(raw, "data folder")
         remove_leftovers(raw, FETCHING)  # what runs killed while fetching left (up to 67 MB)
         needed = FETCH_SPACE + sum(file_size(name) for name in missing)
         free = shutil.disk_usage(raw).free

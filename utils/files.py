@@ -66,9 +66,9 @@ def replace_atomically(path: Path, data: bytes) -> None:
         os.replace(temporary, path)
 
 
-def made(folder: Path) -> Path:
-    """`folder`, created with its parents if missing."""
-    with reporting("create the folder", folder):
+def made(folder: Path, what: str = "folder") -> Path:
+    """`folder`, created with its parents if missing (an error names it as `what`)."""
+    with reporting(f"create the {what}", folder):
         folder.mkdir(parents=True, exist_ok=True)
     return folder
 
