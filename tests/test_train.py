@@ -293,7 +293,8 @@ def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
 
 
 @pytest.mark.parametrize("command", [["train.py", "--epochs", "1"], ["evaluate.py", "models"], ["run_pipeline.py"],
-                                     ["-m", "utils.data"], ["-m", "utils.job_summary", "models"]])
+                                     ["-m", "utils.data"], ["-m", "utils.job_summary", "models"],
+                                     ["-m", "model"]])
 def test_ctrl_c_while_torch_loads_is_one_line(command, tmp_path):
     process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
