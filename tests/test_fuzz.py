@@ -13,4 +13,3 @@ def test_a_thousand_mutated_files_end_in_a_result_or_one_line(mnist):
     assert summary and int(summary[1]) < 2048, result.stdout
     for kind in ("checkpoint bytes", "checkpoint values", "resume", "idx", "image"):  # each kind was refused
         assert re.search(rf"^  {kind}: \d+ one line, \d+ read$", result.stdout, re.MULTILINE), kind  # and read
-

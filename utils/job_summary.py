@@ -53,8 +53,8 @@ def main(argv=None):
     parser.add_argument("checkpoint", metavar="PATH", help="a checkpoint, or a folder: its newest checkpoint")
     parser.add_argument("--min-accuracy", type=percentage, required=True, help="the bar for the test accuracy (%%)")
     parser.add_argument("--budget", type=positive_int, required=True, help="the parameter count must stay under this")
-    parser.add_argument("--artifact", action="append", default=[], help="the name of an artifact the run uploads "
-                                                                         "(the model's first)")
+    parser.add_argument("--artifact", action="append", default=[],
+                        help="the name of an artifact the run uploads (the model's first)")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     args = parser.parse_args(argv)
     path = evaluate.newest_checkpoint(Path(args.checkpoint))

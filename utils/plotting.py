@@ -42,8 +42,8 @@ def augmentation_grid(originals, augmented, labels, folder, fixed=False):
     axis.imshow(sheet.numpy(), cmap=colours, vmin=0, vmax=1, interpolation="nearest")
     centres = [index * (side + gap) + side / 2 - 0.5 for index in range(max(rows, columns))]
     axis.xaxis.tick_top()
-    axis.set_xticks(centres[:columns], ["original"] + [f"augmented {k}" if columns <= 9 else str(k)
-                                                        for k in range(1, columns)], fontsize=9)
+    names = [f"augmented {k}" if columns <= 9 else str(k) for k in range(1, columns)]
+    axis.set_xticks(centres[:columns], ["original"] + names, fontsize=9)
     axis.set_yticks(centres[:rows], [f"label {int(label)}" for label in labels], fontsize=10)
     axis.tick_params(length=0)
     for spine in axis.spines.values():
