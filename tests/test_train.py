@@ -54,9 +54,11 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
 
 def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
     assert {name: getattr(train.Config(epochs=1), name) for name in train.RECIPES["one epoch"]} == \
-        {"batch_size": 80, "lr": 0.25, "label_smoothing": 0.1}
+        {"batch_size": 80, "lr": 0.25, "label_smoothing": 0.05, "weight_decay": 2.5e-4, "warmup": 0.3,
+         "momentum": (0.9, 0.8)}
     assert {name: getattr(train.Config(epochs=15), name) for name in train.RECIPES["several epochs"]} == \
-        {"batch_size": 64, "lr": 0.2, "label_smoothing": 0.0}
+        {"batch_size": 64, "lr": 0.2, "label_smoothing": 0.0, "weight_decay": 5e-4, "warmup": 0.2,
+         "momentum": (0.95, 0.85)}
     config = train.config_from_args(argparse.Namespace(epochs=15, batch_size=100, lr=None))
     assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
 
@@ -117,10 +119,12 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
 
 
 def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist):
-    """A run started with its own batch size, learning rate, smoothing and augmentation, interrupted in epoch 2
-    and resumed with only the checkpoint and the same epochs, ends with the uninterrupted run's weights: it
-    does not switch to the defaults (batch 64 would also have started a new schedule)."""
-    own = dict(batch_size=100, lr=0.1, label_smoothing=0.05, augment=True)
+    """A run started with its own recipe (batch size, learning rate, smoothing, weight decay, warm-up, momentum)
+    and augmentation, interrupted in epoch 2 and resumed with only the checkpoint and the same epochs, ends with
+    the uninterrupted run's weights: it does not switch to the defaults (batch 64 would also have started a new
+    schedule)."""
+    own = dict(batch_size=100, lr=0.1, label_smoothing=0.05, weight_decay=1e-3, warmup=0.25, momentum=(0.9, 0.8),
+               augment=True)
 
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=2, **options), data=small_mnist, log=log)[0]
@@ -228,6 +232,9 @@ DAMAGED = {
     "hyperparameters_batch": {"hyperparameters": {"batch_size": 10**9, "lr": 0.2}},
     "hyperparameters_lr": {"hyperparameters": {"batch_size": 64, "lr": float("nan")}},
     "hyperparameters_text": {"hyperparameters": "fast"},
+    "hyperparameters_momentum": {"hyperparameters": {"momentum": (0.9, 2.0)}},
+    "hyperparameters_warmup": {"hyperparameters": {"warmup": 1.5}},
+    "hyperparameters_decay": {"hyperparameters": {"weight_decay": -1}},
 }
 
 

@@ -160,6 +160,10 @@ def damaged_values(state: dict) -> list[str]:
         valid = {"batch_size": lambda value: type(value) is int and 1 <= value <= MAX_BATCH,
                  "lr": lambda value: is_number(value) and value > 0,
                  "label_smoothing": lambda value: is_number(value) and 0 <= value <= 1,
+                 "weight_decay": lambda value: is_number(value) and value >= 0,
+                 "warmup": lambda value: is_number(value) and 0 < value < 1,
+                 "momentum": lambda value: isinstance(value, (tuple, list)) and len(value) == 2
+                 and all(is_number(part) and 0 <= part < 1 for part in value),
                  "augment": lambda value: type(value) is bool}
         checks["hyperparameters"] = isinstance(recorded, dict) and all(
             fine(recorded[name]) for name, fine in valid.items() if name in recorded)
