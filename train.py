@@ -44,7 +44,7 @@ RECIPES = {
         "lr": 0.25,  # peak of the one-cycle schedule (SGD, Nesterov; utils/sgd.py), 0.2 x 80/64. At batch 64, 0.2
         #              was best: 0.15 99.07%, 0.25 99.04%, 0.3 99.06% (seeds 1-3, no label smoothing)
         # The next four together, with shifted batches and predictions (2 threads): seeds 101-120 99.279% (99.19-99.44)
-        # against 99.224% (99.08-99.33) with 0.1, 5e-4, 0.2 and (0.95, 0.85); on 80 seeds not tuned on (201-220,
+        # against 99.224% (99.09-99.33) with 0.1, 5e-4, 0.2 and (0.95, 0.85); on 80 seeds not tuned on (201-220,
         # 301-340, 1000-1019) 99.252% (99.11-99.37) against 99.215% (99.07-99.38), won 56, tied 1, lost 23.
         # Each alone moved the mean of seeds 101-120 by +0.02 at most: label smoothing 0.15 99.18%, weight decay
         # 1e-3 99.22%, warm-up 0.15 99.21%, momentum (0.95, 0.9) 99.22%.
@@ -225,10 +225,10 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
 
 
 def carried_on(config: Config, resumed: dict) -> Config:
-    """The config that carries on the interrupted run `resumed` (the same --epochs): its own batch size, peak
-    learning rate, label smoothing and augmentation where the command line does not give them, so that a run
-    started with --batch-size 128 continues with 128 and its schedule, not with the default. (load_checkpoint
-    has checked the recorded values.)"""
+    """The config that carries on the interrupted run `resumed` (the same --epochs): its own recipe (RECIPE_FIELDS:
+    batch size, peak learning rate, label smoothing, weight decay, warm-up, momentum) and augmentation where the
+    command line does not give them, so that a run started with --batch-size 128 continues with 128 and its
+    schedule, not with the default. (load_checkpoint has checked the recorded values.)"""
     recorded = resumed.get("hyperparameters", {})
     wanted = config.from_recipe + (["augment"] if config.augment is None else [])
     return replace(config, **{name: recorded[name] for name in wanted if name in recorded})
