@@ -108,8 +108,7 @@ class Config:
         return self.augmenting and not (self.clean_last_epoch and epoch == self.epochs > 1)
 
 
-HYPERPARAMETERS = ("batch_size", "lr", "momentum", "weight_decay", "warmup", "label_smoothing", "shift",
-                   "clean_last_epoch")  # + "augment", as resolved
+HYPERPARAMETERS = (*RECIPE_FIELDS, "shift", "clean_last_epoch")  # what a checkpoint records, + "augment" as resolved
 
 
 def batch_size(text):
@@ -304,8 +303,7 @@ def train(config: Config, data=None, log=print):
     augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
                     else "on (the last epoch on the plain images)")
     log(f"training: {config.epochs} epoch(s), batch {config.batch_size}, peak lr {config.lr}, label smoothing "
-        f"{config.label_smoothing:g}, seed {config.seed}, "
-        f"augmentation {augmentation}")
+        f"{config.label_smoothing:g}, seed {config.seed}, augmentation {augmentation}")
     train_images = data.train_images.to(model.input_device)
     train_labels = data.train_labels.to(model.output_device)
     path = None

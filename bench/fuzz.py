@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 
 import train  # noqa: E402
 from utils.checkpoint import load_model  # noqa: E402
-from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, load_mnist, read_idx, raw_dir  # noqa: E402
+from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, idx_size, load_mnist, read_idx, raw_dir  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.images import load_digit  # noqa: E402
 from utils.plotting import training_curves  # noqa: E402
@@ -139,8 +139,8 @@ class Target:
         self.interrupted = self.state | {"planned_epochs": 2,
                                          "schedule_state": {"step": steps, "total_steps": 2 * steps}}
         self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
-        for name, header in (("t10k-images-idx3-ubyte", 16), ("t10k-labels-idx1-ubyte", 8)):
-            content = bytearray((raw_dir() / name).read_bytes()[:header + 50 * (28 * 28 if header == 16 else 1)])
+        for name, item_shape in (("t10k-images-idx3-ubyte", (28, 28)), ("t10k-labels-idx1-ubyte", ())):
+            content = bytearray((raw_dir() / name).read_bytes()[:idx_size(50, item_shape)])
             content[4:8] = (50).to_bytes(4, "big")
             self.idx[name] = bytes(content)
         self.images = {}
