@@ -117,14 +117,14 @@ def main(argv=None):
     if checkpoint:
         passed = test_accuracy >= args.min_accuracy
         print(f"final test accuracy: {test_accuracy:.2f}% "
-              f"(minimum {args.min_accuracy:.1f}%: {'passed' if passed else 'FAILED'})")
+              f"(minimum {args.min_accuracy:g}%: {'passed' if passed else 'FAILED'})")
         print(f"checkpoint: {checkpoint}")
     else:
         print("final test accuracy: not trained (the augmentation demo alone: --epochs N trains), no checkpoint")
     print(f"pictures written: {len(pictures)}: {', '.join(str(p) for p in pictures)}")
     print(f"total time: {time.perf_counter() - started:.1f} s")
     if checkpoint and not passed:
-        raise UserError(f"test accuracy {test_accuracy:.2f}% is below the minimum {args.min_accuracy:.1f}%")
+        raise UserError(f"test accuracy {test_accuracy:.2f}% is below the minimum {args.min_accuracy:g}%")
     return 0
 
 

@@ -3,13 +3,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
 import train
-from model import Machine
+from model import HybridCNN, Machine
 from utils.checkpoint import load_model
 from utils.data import MNIST, load_mnist, raw_dir
 from utils.errors import run_cli
@@ -35,6 +36,12 @@ def small_mnist(mnist):
                  mnist.test_images[:1000], mnist.test_labels[:1000])
 
 
+@pytest.fixture(scope="session")
+def tiny_mnist(mnist):
+    """1,000 training and 200 test digits: for tests that watch single steps rather than reach an accuracy."""
+    return MNIST(mnist.train_images[:1000], mnist.train_labels[:1000], mnist.test_images[:200], mnist.test_labels[:200])
+
+
 NEEDS = {"cuda": pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
          "mps": pytest.mark.skipif(not Machine.detect().mps,
                                    reason="Apple's MPS backend is not available on this machine")}
@@ -55,6 +62,43 @@ def synchronize(device):
 
 def quiet_config(tmp_path, **overrides):
     return train.Config(quiet=True, models_dir=str(tmp_path / "models"), **overrides)
+
+
+@contextmanager
+def training_steps():
+    """What every training step inside the `with` hands the network, seen from outside the training code: a
+    list of (inputs, weights) per forward pass of a HybridCNN in training mode, with the batch (a CPU copy)
+    and all its parameters, flattened, as they were just before that step."""
+    steps = []
+
+    def record(module, inputs):
+        if isinstance(module, HybridCNN) and module.training:
+            steps.append((inputs[0].detach().cpu().clone(),
+                          torch.cat([parameter.detach().cpu().flatten() for parameter in module.parameters()])))
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        yield steps
+    finally:
+        handle.remove()
+
+
+def is_plain(batch) -> bool:
+    """Whether a batch holds MNIST's own pixels (at most 256 distinct values, however they are scaled and
+    shifted), not images resampled by the augmentation (thousands of values)."""
+    return batch.unique().numel() <= 256
+
+
+def by_epoch(steps, images_per_epoch):
+    """training_steps' records, grouped into epochs of `images_per_epoch` images."""
+    epochs, seen = [[]], 0
+    for step in steps:
+        if seen == images_per_epoch:
+            epochs.append([])
+            seen = 0
+        epochs[-1].append(step)
+        seen += len(step[0])
+    return epochs
 
 
 def assert_bad_flags_rejected(main, argv, message, capsys):

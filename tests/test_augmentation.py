@@ -1,5 +1,6 @@
 import torch
 
+import train
 from utils.augmentation import AugmentConfig, augment
 
 
@@ -36,3 +37,53 @@ def test_each_transform_is_configurable(mnist):
         only = AugmentConfig(**({"rotation": 0, "translation": 0, "scale": 0, "elastic": 0} | setting))
         out = augment(images, torch.Generator().manual_seed(0), only)
         assert (out - images).abs().mean() > 0.01, setting
+
+
+def moments(images):
+    """Per image: the centre of mass (row, column) in pixels, the radius of gyration, the direction of the
+    principal axis in degrees (-90 to 90) and how elongated the digit is (the ratio of the axes' variances)."""
+    weights = images[:, 0]
+    mass = weights.sum((1, 2))
+    rows, columns = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    row, column = (weights * rows).sum((1, 2)) / mass, (weights * columns).sum((1, 2)) / mass
+    dy, dx = rows - row[:, None, None], columns - column[:, None, None]
+    yy, xx, xy = [(weights * a * b).sum((1, 2)) / mass for a, b in ((dy, dy), (dx, dx), (dx, dy))]
+    spread = ((xx - yy) ** 2 / 4 + xy ** 2).sqrt()
+    elongation = ((xx + yy) / 2 + spread) / ((xx + yy) / 2 - spread)
+    return row, column, (yy + xx).sqrt(), torch.rad2deg(0.5 * torch.atan2(2 * xy, xx - yy)), elongation
+
+
+def only(**setting):
+    return AugmentConfig(**({"rotation": 0, "translation": 0, "scale": 0, "elastic": 0} | setting))
+
+
+def test_each_transform_reaches_its_stated_strength_and_no_further(mnist):
+    """Translation 0.2 moves digits by up to a fifth of the side (5.6 px), uniformly; rotation 30 turns them by up
+    to 30 degrees (seen on the elongated digits); scale 0.3 makes them 0.7 to 1.3 times as large."""
+    images = digits(mnist, 1000)
+    row, column, radius, angle, elongation = moments(images)
+
+    moved_row, moved_column, *_ = moments(augment(images, torch.Generator().manual_seed(0), only(translation=0.2)))
+    for move in (moved_row - row, moved_column - column):
+        assert 2.4 < move.abs().mean() < 3.2 and 4.8 < move.abs().max() < 6.4  # uniform in +-5.6: mean 2.8
+
+    turned = moments(augment(images, torch.Generator().manual_seed(0), only(rotation=30)))[3]
+    elongated = elongation > 4
+    turn = (turned - angle + 90) % 180 - 90
+    assert elongated.sum() > 100
+    assert 12 < turn[elongated].abs().mean() < 18 and 25 < turn[elongated].abs().max() < 33  # uniform: mean 15
+
+    grown = moments(augment(images, torch.Generator().manual_seed(0), only(scale=0.3)))[2]
+    ratio = grown / radius
+    assert ratio.min() > 0.66 and ratio.max() < 1.34 and ratio.min() < 0.75 and ratio.max() > 1.25
+
+
+def test_a_trained_model_still_reads_augmented_digits(trained_model, mnist):
+    """The augmentation changes how a digit is written, not which digit it is: the one-epoch model (trained
+    without it) reads most augmented test digits right."""
+    images = mnist.test_images[:2000].float() / 255
+    augmented = augment(images, torch.Generator().manual_seed(0))
+    trained_model.eval()
+    with torch.no_grad():
+        predictions = trained_model(train.standardize_(augmented)).argmax(1)
+    assert (predictions == mnist.test_labels[:2000]).double().mean() > 0.97

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, prepare, raw_dir, read_idx, resolve_data_dir
+from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, SPLITS, prepare, raw_dir, read_idx, resolve_data_dir
 from utils.errors import UserError
 
 from conftest import left_on, needs_mount, on_small_disk, run_script
@@ -34,6 +34,17 @@ def test_real_load_matches_official_counts(mnist):
     assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
 
 
+def test_each_image_is_paired_with_its_own_label(mnist, real_raw_dir):
+    """Images and labels in the files' order, each image beside its label: the tensors hold the files' bytes
+    after their headers, and the first digits are the ones MNIST is known to start with."""
+    for images, labels, (images_file, labels_file, _) in [(mnist.train_images, mnist.train_labels, SPLITS["train"]),
+                                                          (mnist.test_images, mnist.test_labels, SPLITS["test"])]:
+        assert images.numpy().tobytes() == (real_raw_dir / images_file).read_bytes()[16:]
+        assert labels.to(torch.uint8).numpy().tobytes() == (real_raw_dir / labels_file).read_bytes()[8:]
+    assert mnist.train_labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert mnist.test_labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
 def test_checksum_mismatch_is_reported_and_file_kept(real_raw_dir, tmp_path):
     raw = copy_raw(real_raw_dir, tmp_path)
     victim = raw / "train-labels-idx1-ubyte"
@@ -46,13 +57,17 @@ def test_checksum_mismatch_is_reported_and_file_kept(real_raw_dir, tmp_path):
     assert victim.read_bytes() == content  # left in place, untouched
 
 
-def test_truncated_file_is_refused(real_raw_dir, tmp_path):
+def test_a_truncated_or_overlong_file_is_refused(real_raw_dir, tmp_path):
     raw = copy_raw(real_raw_dir, tmp_path)
     victim = raw / "t10k-images-idx3-ubyte"
     victim.write_bytes(victim.read_bytes()[:-784])
     with pytest.raises(UserError, match="SHA-256 mismatch"):
         prepare(tmp_path, log=lambda message: None)
     with pytest.raises(UserError, match="truncated"):
+        read_idx(victim, IMAGES_MAGIC, 10_000, (28, 28))
+    longer = (real_raw_dir / victim.name).read_bytes() + b"\0"
+    victim.write_bytes(longer)
+    with pytest.raises(UserError, match=f"too long \\({len(longer)} bytes, expected {len(longer) - 1}\\)"):
         read_idx(victim, IMAGES_MAGIC, 10_000, (28, 28))
     with pytest.raises(UserError, match="truncated"):  # shorter than the header itself
         victim.write_bytes(b"\x00\x00\x08")

@@ -17,16 +17,16 @@ from utils.sgd import SGD, OneCycle
 from utils.checkpoint import load_checkpoint
 from utils.data import MNIST
 
-from conftest import REPO, on, quiet_config, synchronize
+from conftest import REPO, on, quiet_config, synchronize, training_steps
 
 PLACEMENTS = [on("single", "cpu"), on("hybrid", "cuda"), on("single", "cuda"), on("hybrid", "mps"), on("single", "mps")]
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)
-def test_the_loss_reads_every_label_after_it_has_landed(mode, device, small_mnist, monkeypatch):
+def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device, small_mnist, monkeypatch):
     """A probe in the loss: what each step's target held when the loss read it must be what it holds after a
-    sync (a copy still in flight reads stale or zero labels, with no error), and the epoch's targets must be
-    its labels, each once."""
+    sync (a copy still in flight reads stale or zero labels, with no error), and each target must be the label
+    of the image the network saw in its place (found by its pixels, with the batch's one-pixel shift undone)."""
     model = HybridCNN(resolve_placement(mode, device))
     images = small_mnist.train_images.to(model.input_device)
     labels = small_mnist.train_labels.to(model.output_device)
@@ -39,13 +39,25 @@ def test_the_loss_reads_every_label_after_it_has_landed(mode, device, small_mnis
     monkeypatch.setattr(F, "cross_entropy", probe)
     config = train.Config()
     schedule = OneCycle(config.lr, -(-len(labels) // config.batch_size), config.warmup)
-    train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), schedule, images, labels, config,
-                          torch.Generator().manual_seed(0), tqdm(disable=True))
+    with training_steps() as steps:
+        train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), schedule, images, labels, config,
+                              torch.Generator().manual_seed(0), tqdm(disable=True))
     synchronize(device)
     landed = torch.cat([target for target, _ in read]).cpu()
     assert torch.equal(torch.cat([copy for _, copy in read]).cpu(), landed)
     assert all(target.device == model.output_device for target, _ in read)
-    assert torch.equal(landed.bincount(minlength=10), small_mnist.train_labels.bincount(minlength=10))
+
+    label_of = {image.numpy().tobytes(): label for image, label in zip(small_mnist.train_images, small_mnist.train_labels.tolist())}
+    seen = []
+    for inputs, _ in steps:
+        pixels = ((inputs * train.STD + train.MEAN) * 255).round().to(torch.uint8)
+        for rows, columns in [(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)]:
+            found = [label_of.get(image.numpy().tobytes()) for image in pixels.roll((rows, columns), (2, 3))]
+            if None not in found:
+                break
+        assert None not in found, "a batch whose images are not whole-pixel shifts of training images"
+        seen += found
+    assert len(seen) == len(small_mnist.train_labels) and seen == landed.tolist()
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)

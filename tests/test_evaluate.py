@@ -15,7 +15,7 @@ import evaluate
 import train
 from model import HybridCNN, count_parameters
 from utils.errors import run_cli
-from utils.images import to_mnist
+from utils.images import load_digit, to_mnist
 
 from conftest import assert_bad_flags_rejected, run_script
 
@@ -55,6 +55,68 @@ def test_minimum_and_tampered_figures_fail(one_epoch_run, tmp_path, capsys):
 
     assert run_cli(evaluate.main, [str(tmp_path / "empty")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("claimed, verdict", [(+0.05, 0), (-0.05, 0), (+0.3, 1), (-0.3, 1)])
+def test_a_recorded_figure_off_by_more_than_a_tenth_of_a_point_fails(one_epoch_run, tmp_path, claimed, verdict,
+                                                                     capsys):
+    """Machines may differ by a few borderline digits (0.05 points passes); 0.3 points is other weights or data."""
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    recorded = state["final_test_accuracy"] + claimed
+    torch.save(state | {"final_test_accuracy": recorded}, tmp_path / "claims.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / "claims.pth")]) == verdict
+    digits, more = round(abs(claimed) * 100), "fewer" if claimed > 0 else "more"
+    out = capsys.readouterr()
+    assert f"recorded in the checkpoint: {recorded:.2f}%: DIFFERS by {digits} test digit(s) ({more} correct here)" \
+        in out.out
+    assert ("larger than 0.1 points" in out.err) == bool(verdict)
+
+
+def test_the_newest_of_several_checkpoints_in_a_folder_is_read(one_epoch_run, tmp_path, capsys):
+    """By modification time, not by name: the seeds tell the copies apart."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    for seed, name, when in [(11, "model_c.pth", 1_000), (12, "model_b.pth", 3_000), (13, "model_a.pth", 2_000)]:
+        torch.save(state | {"seed": seed}, folder / name)
+        os.utime(folder / name, (when, when))
+    draw(1).save(tmp_path / "one.png")
+    assert run_cli(evaluate.main, [str(folder), "--image", str(tmp_path / "one.png")]) == 0
+    assert f"checkpoint: {folder / 'model_b.pth'} (HybridCNN" in capsys.readouterr().out
+
+
+def independent_prediction(state, digit):
+    """The class probabilities of one digit, from the checkpoint's weights in a plain evaluation-mode network:
+    the softmax averaged over the digit and its four one-pixel shifts."""
+    model = HybridCNN()
+    model.load_state_dict(state["model_state_dict"])
+    model.eval()
+    image = (digit[None].float() / 255 - train.MEAN) / train.STD  # (1, 1, 28, 28)
+    views = [image.roll(shift, dims) for shift, dims in [(0, 2), (1, 3), (-1, 3), (1, 2), (-1, 2)]]
+    with torch.no_grad():
+        return torch.stack([model(view).softmax(1)[0] for view in views]).mean(0)
+
+
+def test_image_predictions_come_from_the_model_in_evaluation_mode(one_epoch_run, tmp_path, capsys):
+    """The digit, its probability and the runner-up printed for each file are those of the trained network with
+    its running BatchNorm statistics and no dropout, and the same on every run."""
+    names = []
+    for digit in (0, 2, 4, 7):
+        draw(digit).save(tmp_path / f"{digit}.png")
+        names.append(str(tmp_path / f"{digit}.png"))
+    outputs = []
+    for _ in range(2):
+        assert run_cli(evaluate.main, [str(one_epoch_run[1]), "--image", *names]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    for name in names:
+        probabilities = independent_prediction(state, load_digit(name)) * 100
+        best, runner_up = probabilities.topk(2).indices.tolist()
+        printed = re.search(rf"^{re.escape(name)}: (\d) \(([\d.]+)%; next: (\d) ([\d.]+)%\)$", outputs[0], re.MULTILINE)
+        assert printed and (int(printed[1]), int(printed[3])) == (best, runner_up), outputs[0]
+        assert float(printed[2]) == pytest.approx(probabilities[best].item(), abs=0.051)  # printed to 0.1
+        assert float(printed[4]) == pytest.approx(probabilities[runner_up].item(), abs=0.051)
 
 
 def draw(digit, size=(300, 400), pen=12):
@@ -102,6 +164,18 @@ def test_digits_drawn_dark_on_white_are_predicted(one_epoch_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for digit, (_, name) in files.items():
         assert re.search(rf"{re.escape(name)}: {digit} \(\d+\.\d%; next: \d ", result.stdout), result.stdout
+
+
+def test_a_photo_s_recorded_orientation_is_applied(tmp_path):
+    """A camera stores the pixels as the sensor saw them and the rotation in the EXIF Orientation tag: 6 means
+    "turn 90 degrees clockwise to view". The digit read is the upright one."""
+    upright = draw(7).convert("L")
+    upright.save(tmp_path / "upright.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", exif=exif)
+    read, expected = load_digit(tmp_path / "sideways.jpg").float(), load_digit(tmp_path / "upright.jpg").float()
+    assert (read - expected).abs().mean() < 5  # JPEG noise; the digit turned on its side differs by about 40
 
 
 def test_mnist_digits_survive_the_round_trip_through_image_files(trained_model, mnist):

@@ -12,6 +12,7 @@ from torch import nn
 
 import train
 from model import HybridCNN, count_parameters
+from utils.errors import run_cli
 
 BUDGET = 25_000
 NOISE = 0.1  # standard deviation of the Gaussian noise, as a fraction of the pixel range
@@ -105,6 +106,32 @@ def test_6_every_parameter_gets_a_gradient(mnist):
 
 def test_7_robust_to_input_noise(trained_model, mnist):
     check_noise_robustness(trained_model, mnist)
+
+
+def test_the_budget_check_passes_only_under_the_budget(capsys):
+    """python -m model --budget N: the count must be under N; at N it is over."""
+    from model.__main__ import main
+
+    parameters = count_parameters(HybridCNN())
+    assert run_cli(main, ["--budget", str(parameters + 1)]) == 0
+    assert f"parameters: {parameters:,} (budget: under {parameters + 1:,}): ok" in capsys.readouterr().out
+    assert run_cli(main, ["--budget", str(parameters)]) == 1
+    assert f"parameters: {parameters:,} (budget: under {parameters:,}): OVER BUDGET" in capsys.readouterr().out
+
+
+def test_predictions_average_the_softmax_over_the_digit_and_its_four_one_pixel_shifts(trained_model, mnist):
+    """What every figure and prediction uses (train.evaluate): probabilities that sum to 1, the mean of the five
+    views' softmax, and the loss and accuracy of those."""
+    images, labels = mnist.test_images[:500], mnist.test_labels[:500]
+    loss, accuracy, probabilities = train.evaluate(trained_model, images, labels)
+    pixels = train.normalize(images)
+    views = [pixels, pixels.roll(1, 3), pixels.roll(-1, 3), pixels.roll(1, 2), pixels.roll(-1, 2)]
+    trained_model.eval()
+    with torch.no_grad():
+        expected = torch.stack([trained_model(view).softmax(1) for view in views]).mean(0)
+    torch.testing.assert_close(probabilities, expected, atol=1e-5, rtol=1e-4)
+    assert loss == pytest.approx(F.nll_loss(expected.log(), labels).item(), rel=1e-4)
+    assert accuracy == pytest.approx((expected.argmax(1) == labels).double().mean().item() * 100)
 
 
 # The same checks catch broken models

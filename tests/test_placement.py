@@ -103,6 +103,29 @@ def test_every_copy_between_devices_follows_that_rule():
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
+def test_the_first_split_blocks_run_in_the_early_stage_and_the_rest_in_the_late_one(split):
+    """Which block runs where, told apart on a machine without an accelerator: an early stage on PyTorch's
+    "meta" device (shapes, no data) holds exactly the first `split` blocks' weights, and the log names them."""
+    model = HybridCNN(Placement("meta", "cpu", split))
+    blocks = ["conv1", "conv2", "conv3", "fc"]
+    devices = {name.split(".")[0]: parameter.device.type for name, parameter in model.named_parameters()}
+    assert devices == {block: "meta" if index < split else "cpu" for index, block in enumerate(blocks)}
+    assert model.placement.describe() == f"{','.join(blocks[:split])} -> meta | {','.join(blocks[split:])} -> cpu"
+
+
+def test_the_blocks_run_in_order_whatever_the_split():
+    ran = []
+    for split in (1, 2, 3):
+        model = HybridCNN(Placement("cpu", "cpu", split)).eval()
+        hooks = [module.register_forward_hook(lambda module, inputs, output, name=name: ran.append((split, name)))
+                 for name, module in model.named_children()]
+        model(torch.zeros(2, 1, 28, 28))
+        for hook in hooks:
+            hook.remove()
+    assert ran == [(split, name) for split in (1, 2, 3) for name in ("conv1", "conv2", "conv3", "fc")]
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
 def test_two_stage_split_equals_single_device_exactly(mnist, split):
     torch.manual_seed(0)
     single = HybridCNN()

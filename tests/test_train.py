@@ -13,12 +13,11 @@ from tqdm import tqdm
 import evaluate
 import train
 from model import HybridCNN, Placement, resolve_placement
-from utils.augmentation import augment
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
 from utils.sgd import SGD, OneCycle
 
-from conftest import REPO, assert_bad_flags_rejected, quiet_config, run_script
+from conftest import REPO, assert_bad_flags_rejected, by_epoch, is_plain, quiet_config, run_script, training_steps
 
 
 def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
@@ -63,31 +62,57 @@ def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
     assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
 
 
+def first_step(tmp_path, data, **options):
+    """Train one epoch with the default recipe but for `options`: (the weights before its first step, after it,
+    and the loss the epoch optimized)."""
+    with training_steps() as steps:
+        _, _, history = train.train(quiet_config(tmp_path, **options), data=data, log=lambda message: None)
+    return steps[0][1], steps[1][1] if len(steps) > 1 else None, history[0]["train_loss"]
+
+
+def test_the_recipe_s_weight_decay_and_label_smoothing_reach_the_optimizer_and_the_loss(tmp_path, tiny_mnist):
+    """Runs that differ only in one setting start from the same weights and draw the same numbers, so what
+    differs after the first step is that setting's doing. Weight decay adds decay * weights to every gradient:
+    the first step of SGD (Nesterov, momentum m, learning rate peak/25 at the start of the one-cycle schedule)
+    moves each weight by lr * (1 + m) * decay * weight more. Label smoothing eps mixes the loss linearly: L(eps) =
+    (1 - eps) L(0) + eps L(1), seen in an epoch of a single step."""
+    recipe = train.Config()
+    batches = [tiny_mnist._replace(train_images=tiny_mnist.train_images[:recipe.batch_size * count],
+                                   train_labels=tiny_mnist.train_labels[:recipe.batch_size * count]) for count in (1, 4)]
+    before, decayed, _ = first_step(tmp_path, batches[1])
+    _, undecayed, _ = first_step(tmp_path, batches[1], weight_decay=0.0)
+    first_lr = recipe.lr / 25 * (1 + recipe.momentum[0])
+    decay = ((undecayed - decayed) @ before / (before @ before)).item() / first_lr
+    assert decay == pytest.approx(recipe.weight_decay, rel=1e-3)
+
+    loss, plain, smooth = [first_step(tmp_path, batches[0], **options)[2]
+                           for options in ({}, {"label_smoothing": 0.0}, {"label_smoothing": 1.0})]
+    assert plain != smooth and (loss - plain) / (smooth - plain) == pytest.approx(recipe.label_smoothing, rel=1e-3)
+
+
 def test_the_split_point_asked_for_is_the_one_trained_and_recorded(tmp_path, small_mnist):
     model, path, _ = train.train(quiet_config(tmp_path, split=3), data=small_mnist, log=lambda m: None)
     assert model.placement.split == 3 and [len(modules) for _, modules in model.stages] == [3, 1]
     assert torch.load(path, weights_only=True)["placement"]["split"] == 3
 
 
-def test_augmentation_covers_every_epoch_but_the_last_of_several(tmp_path, small_mnist, monkeypatch):
-    augmented = []  # images augmented, per call of the real augment()
-
-    def counting(images):
-        augmented.append(len(images))
-        return augment(images)
-
-    monkeypatch.setattr(train, "augment", counting)
+@pytest.mark.parametrize("options, plain", [
+    ({"epochs": 3}, [False, False, True]),  # several epochs: augmented, and the last one on the plain images
+    ({"epochs": 2, "clean_last_epoch": False}, [False, False]),
+    ({"epochs": 1}, [True]),  # one epoch underfits: no augmentation by default
+    ({"epochs": 1, "augment": True}, [False]),  # asked for: the only epoch is augmented
+])
+def test_which_epochs_train_on_augmented_images(tmp_path, tiny_mnist, options, plain):
+    """Per epoch, whether every batch the network saw held plain MNIST pixels (True) or augmented ones (False)."""
     log = []
-    train.train(quiet_config(tmp_path, epochs=2), data=small_mnist, log=log.append)
-    assert sum(augmented) == 4000  # epoch 1 only
-    assert "augmentation on (the last epoch on the plain images)" in "\n".join(log)
-    augmented.clear()
-    train.train(quiet_config(tmp_path, epochs=2, clean_last_epoch=False), data=small_mnist, log=log.append)
-    assert sum(augmented) == 8000
-    augmented.clear()
-    train.train(quiet_config(tmp_path, epochs=1, augment=True), data=small_mnist, log=log.append)
-    assert sum(augmented) == 4000  # asked for: the only epoch is augmented
-    assert not train.Config(epochs=1).augments(1)  # one epoch underfits: no augmentation by default
+    with training_steps() as steps:
+        train.train(quiet_config(tmp_path, **options), data=tiny_mnist, log=log.append)
+    epochs = by_epoch(steps, len(tiny_mnist.train_labels))
+    assert len(epochs) == options["epochs"]
+    for each, epoch in zip(plain, epochs):
+        assert [is_plain(inputs) for inputs, _ in epoch] == [each] * len(epoch)
+    if plain == [False, False, True]:
+        assert "augmentation on (the last epoch on the plain images)" in "\n".join(log)
 
 
 def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypatch):
@@ -118,19 +143,21 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         assert offsets == ({(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)} if shift else {(0, 0)})
 
 
-def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist):
-    """A run started with its own recipe (batch size, learning rate, smoothing, weight decay, warm-up, momentum)
-    and augmentation, interrupted in epoch 2 and resumed with only the checkpoint and the same epochs, ends with
-    the uninterrupted run's weights: it does not switch to the defaults (batch 64 would also have started a new
-    schedule)."""
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, augment):
+    """A 3-epoch run started with its own recipe (batch size, learning rate, smoothing, weight decay, warm-up,
+    momentum) and augmentation, interrupted in epoch 2 and resumed with only the checkpoint and the same epochs,
+    ends with the uninterrupted run's weights: it does not switch to the defaults (batch 64 would also have
+    started a new schedule), and epoch 2 is augmented or not as the run asked (--no-augment included; the last
+    epoch is plain either way)."""
     own = dict(batch_size=100, lr=0.1, label_smoothing=0.05, weight_decay=1e-3, warmup=0.25, momentum=(0.9, 0.8),
-               augment=True)
+               augment=augment)
 
     def run(folder, log=lambda message: None, **options):
-        return train.train(quiet_config(tmp_path / folder, epochs=2, **options), data=small_mnist, log=log)[0]
+        return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=small_mnist, log=log)[0]
 
     def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
-        if message.startswith("epoch 2/2"):
+        if message.startswith("epoch 2/3"):
             raise KeyboardInterrupt
 
     straight = run("straight", **own)
@@ -138,12 +165,39 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist):
         run("interrupted", log=interrupt_in_epoch_2, **own)
     (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
     said = []
-    resumed = run("resumed", log=said.append, resume=str(path))
+    with training_steps() as steps:
+        resumed = run("resumed", log=said.append, resume=str(path))
     assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line for line in said)
+    epochs = by_epoch(steps, len(small_mnist.train_labels))
+    assert [all(is_plain(inputs) for inputs, _ in epoch) for epoch in epochs] == [not augment, True]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
-    changed = run("changed", resume=str(path), batch_size=50)  # a setting given again wins over the record
-    assert not torch.equal(changed.conv1.conv.weight, straight.conv1.conv.weight)
+    if augment:
+        changed = run("changed", resume=str(path), batch_size=50)  # a setting given again wins over the record
+        assert not torch.equal(changed.conv1.conv.weight, straight.conv1.conv.weight)
+
+
+def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path, tiny_mnist):
+    """--epochs 3 --resume <a finished one-epoch run>: the two added epochs get one one-cycle schedule of their
+    own, so they warm up, train at the peak learning rate and end with steps a thousandth of the largest, as the
+    first epoch did. The step sizes are the weights' changes, seen from outside the training code."""
+    recipe = dict(batch_size=50, lr=0.2, warmup=0.3)
+
+    def step_sizes(model, steps):
+        weights = [weights for _, weights in steps] + [torch.cat([p.detach().flatten() for p in model.parameters()])]
+        return torch.stack([(after - before).norm() for before, after in zip(weights, weights[1:])])
+
+    with training_steps() as steps:
+        first, path, _ = train.train(quiet_config(tmp_path, **recipe), data=tiny_mnist, log=lambda message: None)
+    first_sizes = step_sizes(first, steps)
+    with training_steps() as steps:
+        extended, _, history = train.train(quiet_config(tmp_path, epochs=3, resume=str(path), **recipe),
+                                           data=tiny_mnist, log=lambda message: None)
+    sizes = step_sizes(extended, steps)
+    assert [entry["epoch"] for entry in history] == [1, 2, 3] and (len(first_sizes), len(sizes)) == (20, 40)
+    for run in (first_sizes, sizes):
+        assert run[-1] < run.max() / 1000  # the schedule ends at peak / 250,000
+        assert run[0] < run.max() / 3 and run.argmax() < len(run) // 2  # a warm-up, then the peak
 
 
 def test_resume_refuses_other_architecture(tmp_path, small_mnist):
@@ -215,6 +269,7 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
 DAMAGED = {
     "nan_accuracy": {"final_test_accuracy": float("nan")},
     "inf_accuracy": {"final_test_accuracy": float("inf")},
+    "accuracy_over_100": {"final_test_accuracy": 100.5},
     "negative_epochs": {"epochs": -3},
     "split_7": {"placement": {"early": "cpu", "late": "cpu", "split": 7}},
     "placement_of_strings": {"placement": {"where": "moon"}},

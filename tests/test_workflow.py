@@ -131,3 +131,18 @@ def test_job_summary_without_a_checkpoint_is_one_line(tmp_path, capsys):
 
     assert run_cli(job_summary.main, [str(tmp_path), "--min-accuracy", "95", "--budget", "25000"]) == 1
     assert capsys.readouterr().err == f"error: no checkpoint (*.pth) in {tmp_path}\n"
+
+
+def test_the_job_summary_fails_a_figure_at_the_bar_s_wrong_side():
+    """The verdicts of the summary's table at their boundaries: the accuracy must reach the bar, the parameter
+    count stay under the budget."""
+    from utils.job_summary import markdown
+
+    state = {"epochs": 1, "parameters": 17_296, "seed": 1, "history": [{"train_seconds": 6.0}]}
+
+    def rows(accuracy, min_accuracy, budget):
+        text = markdown("models/model_cpu.pth", state, accuracy, [(98, 100)] * 10, min_accuracy, budget, [])
+        return [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith(("| test", "| param"))]
+
+    assert rows(99.0, 99.0, 17_297) == ["passed", "passed"]
+    assert rows(98.99, 99.0, 17_296) == ["**FAILED**", "**FAILED**"]
