@@ -100,7 +100,7 @@ def test_leftovers_of_dead_runs_go_and_a_live_runs_stay(tmp_path):
              "other machine": f"{PARTIAL}another-{host}-{dead.pid}-0a1b2c3d.pth", "user's": ".partial-notes.txt"}
     for name in names.values():
         (tmp_path / name).write_bytes(b"x")
-    remove_leftovers(tmp_path)
+    writable_folder(tmp_path)  # what every writer calls before its work
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names[key] for key in names if key != "dead")
 
     fetches = {"dead": f"{FETCHING}{host}-{dead.pid}-x1y2", "live": f"{FETCHING}{host}-{os.getpid()}-x1y2"}

@@ -71,6 +71,15 @@ def test_1_fewer_than_25000_parameters():
     check_parameter_budget(HybridCNN())
 
 
+def test_the_design_three_conv_blocks_growing_10_20_28_with_batchnorm_and_dropout_0_15():
+    model = HybridCNN()
+    assert [(conv.in_channels, conv.out_channels) for conv in model.modules() if isinstance(conv, nn.Conv2d)] == \
+        [(1, 10), (10, 20), (20, 28)]
+    assert [norm.num_features for norm in model.modules() if isinstance(norm, nn.BatchNorm2d)] == [10, 20, 28]
+    assert [dropout.p for dropout in model.modules() if isinstance(dropout, nn.Dropout)] == [0.15]
+    assert count_parameters(model) == 17_296
+
+
 @pytest.mark.parametrize("batch", [1, 2, 64])
 def test_2_takes_28x28_digits(batch):
     model = HybridCNN().eval()

@@ -90,6 +90,17 @@ def test_the_recipe_s_weight_decay_and_label_smoothing_reach_the_optimizer_and_t
     assert plain != smooth and (loss - plain) / (smooth - plain) == pytest.approx(recipe.label_smoothing, rel=1e-3)
 
 
+def test_the_seed_sets_the_starting_weights_and_the_order_of_the_batches(tmp_path, tiny_mnist):
+    def first_batch(seed):
+        with training_steps() as steps:
+            train.train(quiet_config(tmp_path, seed=seed, shift=0), data=tiny_mnist, log=lambda message: None)
+        return steps[0]
+
+    (images, weights), (same_images, same_weights), (other_images, other_weights) = map(first_batch, (5, 5, 6))
+    assert torch.equal(images, same_images) and torch.equal(weights, same_weights)
+    assert not torch.equal(images, other_images) and not torch.equal(weights, other_weights)
+
+
 def test_the_split_point_asked_for_is_the_one_trained_and_recorded(tmp_path, small_mnist):
     model, path, _ = train.train(quiet_config(tmp_path, split=3), data=small_mnist, log=lambda m: None)
     assert model.placement.split == 3 and [len(modules) for _, modules in model.stages] == [3, 1]

@@ -1,0 +1,285 @@
+"""A mutation check of the test suite: plant realistic one-line bugs in the product, one at a time, run the
+tests that cover that code, and count the bugs the tests catch.
+
+    python bench/mutants.py              # all of them: each verdict, the survivors, the score
+    python bench/mutants.py --list       # the planted bugs, numbered
+    python bench/mutants.py --only 3 17  # some of them
+
+Every bug is planted in a copy of the working tree (its tracked and new files, with data/ linked in), never in
+the tree itself. The tests' files first run on the unchanged copy: a bug only counts against tests that pass
+without it. A bug whose text is no longer in its file stops the run with its number: the code moved on, so the entry
+must too. A test run that hangs past --timeout counts as caught (CI would fail). The last line reads
+`caught C of N planted bugs`.
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Mutant(NamedTuple):
+    area: str
+    bug: str  # what a user would meet
+    path: str
+    edits: tuple  # (old, new) pairs: each old text must occur exactly once in the file
+    tests: str  # pytest arguments: the tests that cover this code
+
+
+def m(area, bug, path, old, new, tests):
+    return Mutant(area, bug, path, ((old, new),), tests)
+
+
+TRAIN, EVALUATE, DEVICES = "tests/test_train.py", "tests/test_evaluate.py", "tests/test_devices.py"
+MUTANTS = [
+    # train.py: the recipe, the epochs' augmentation, resume and extension
+    m("train", "the plain epoch of a several-epoch run comes first instead of last", "train.py",
+      "epoch == self.epochs > 1)", "epoch == 1 and self.epochs > 1)", f"{TRAIN} -k which_epochs"),
+    m("train", "a resume forgets a recorded --no-augment", "train.py",
+      'wanted = config.from_recipe + (["augment"] if config.augment is None else [])', "wanted = config.from_recipe",
+      f"{TRAIN} -k resume"),
+    m("train", "an extended finished run keeps the whole run's schedule length", "train.py",
+      'schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch',
+      "schedule.total_steps = config.epochs * steps_per_epoch", f"{TRAIN} -k 'resume or extends'"),
+    m("train", "the recipe's weight decay never reaches the optimizer", "train.py",
+      "SGD(model.parameters(), weight_decay=config.weight_decay)", "SGD(model.parameters(), weight_decay=0.0)",
+      f"{TRAIN} -k 'recipe or resume'"),
+    m("train", "label smoothing never reaches the loss", "train.py",
+      "F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)", "F.cross_entropy(logits, target)",
+      f"{TRAIN} -k 'recipe or resume'"),
+    m("train", "labels are taken in another order than their images", "train.py",
+      "order.to(label_device).split(batch_size)", "order.flip(0).to(label_device).split(batch_size)",
+      f"{DEVICES} -k loss_reads"),
+    m("train", "the learning-rate schedule never advances", "train.py",
+      "        schedule.step += 1\n", "", f"{TRAIN} -k 'recipe or extends'"),
+    m("train", "the test set is evaluated in training mode (batch statistics, dropout)", "train.py",
+      "    model.eval()\n    log_probabilities", "    log_probabilities",
+      f"{TRAIN}::test_one_epoch_reaches_99_and_checkpoint_is_complete"),
+    m("train", "the batch shift draws -1 and 0 only", "train.py",
+      "torch.randint(-config.shift, config.shift + 1, (2,))", "torch.randint(-config.shift, config.shift, (2,))",
+      f"{TRAIN} -k one_pixel"),
+    m("train", "--resume of a run that has the epochs asked for trains one more", "train.py",
+      'if resumed and resumed["epochs"] >= config.epochs:', 'if resumed and resumed["epochs"] > config.epochs:',
+      f"{TRAIN} -k refuses_other_architecture"),
+    m("train", "a resume starts the momentum afresh", "train.py",
+      '        optimizer.load_state_dict(resumed["optimizer_state_dict"])\n', "", f"{TRAIN} -k resume"),
+    m("train", "the batches come in the same order whatever the seed", "train.py",
+      "generator = torch.Generator().manual_seed(config.seed)", "generator = torch.Generator().manual_seed(0)",
+      f"{TRAIN} -k seed {DEVICES}"),
+    # evaluate.py
+    m("evaluate", "the recorded figure may be 10 points off", "evaluate.py",
+      "TOLERANCE = 0.1  #", "TOLERANCE = 10  #", f"{EVALUATE} -k 'off_by_more or tampered'"),
+    m("evaluate", "a folder's oldest checkpoint is read instead of its newest", "evaluate.py",
+      "return max(found)[1]", "return min(found)[1]", f"{EVALUATE} -k newest"),
+    m("evaluate", "the runner-up printed is the prediction itself", "evaluate.py",
+      "probabilities.topk(2).indices[1]", "probabilities.topk(2).indices[0]", f"{EVALUATE} -k 'image or predict'"),
+    m("evaluate", "--min-accuracy is not enforced once the recorded figure matches", "evaluate.py",
+      "ok = ok and reached", "ok = ok or reached", f"{EVALUATE} -k tampered"),
+    m("evaluate", "more and fewer swapped in the difference from the recorded figure", "evaluate.py",
+      "'more' if difference > 0 else 'fewer'", "'fewer' if difference > 0 else 'more'", f"{EVALUATE} -k off_by_more"),
+    # model/
+    m("model", "python -m model --budget N accepts a count of exactly N", "model/__main__.py",
+      "within = parameters < args.budget", "within = parameters <= args.budget", "tests/test_model.py -k budget"),
+    m("network", "dropout keeps p of the values instead of 1 - p", "model/network.py",
+      "round((1 - self.p) * 2**15)", "round(self.p * 2**15)", "tests/test_layers.py"),
+    m("network", "the averaged probabilities sum to 5", "model/network.py",
+      "torch.logsumexp(each, 0) - math.log(len(SHIFTS))", "torch.logsumexp(each, 0)",
+      f"tests/test_model.py {EVALUATE} -k 'average or evaluation_mode'"),
+    m("network", "one of the four shifted views is another's twin", "model/network.py",
+      "SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))", "SHIFTS = ((0, 0), (0, 1), (0, 1), (1, 0), (-1, 0))",
+      "tests/test_model.py -k average"),
+    m("network", "ReLU before BatchNorm", "model/network.py",
+      "return self.bn(x).relu_()", "return self.bn(x.relu())", "tests/test_layers.py"),
+    m("network", "dropout 0.5 instead of the design's 0.15", "model/network.py",
+      "def __init__(self, placement: Placement | None = None, dropout=0.15):",
+      "def __init__(self, placement: Placement | None = None, dropout=0.5):", "tests/test_model.py"),
+    Mutant("placement", "the split point is off by one (conv2 runs in the late stage)", "model/network.py",
+           (("blocks[: placement.split]),", "blocks[: placement.split - 1]),"),
+            ("blocks[placement.split:])]", "blocks[placement.split - 1:])]")), "tests/test_placement.py"),
+    m("placement", "MPS is chosen over CUDA", "model/placement.py",
+      'return "cuda:0" if self.cuda_devices else "mps" if self.mps else None',
+      'return "mps" if self.mps else "cuda:0" if self.cuda_devices else None', "tests/test_placement.py"),
+    m("placement", "cuda:1 is accepted on a machine with one GPU", "model/placement.py",
+      "if index >= machine.cuda_devices:", "if index > machine.cuda_devices:", "tests/test_placement.py"),
+    m("placement", "copies back to the host may overlap (read before they land)", "model/placement.py",
+      'return source.type == "cpu" and target.type == "cuda"', "return source.type != target.type",
+      "tests/test_placement.py"),
+    m("placement", "a split of 4 blocks is accepted", "model/placement.py",
+      "not 1 <= self.split <= 3", "not 1 <= self.split <= 4", "tests/test_placement.py"),
+    # utils/sgd.py: the optimizer and the schedule
+    m("optimizer", "Nesterov momentum lost: the step follows the buffer alone", "utils/sgd.py",
+      "group.values.add_(grad.add_(group.momentum, alpha=momentum), alpha=-lr)",
+      "group.values.add_(group.momentum, alpha=-lr)", "tests/test_sgd.py"),
+    m("schedule", "the warm-up ends a step late", "utils/sgd.py",
+      "rise_end = float(self.warmup * self.total_steps) - 1", "rise_end = float(self.warmup * self.total_steps)",
+      "tests/test_sgd.py"),
+    m("schedule", "the final learning rate is peak/10,000 instead of peak/250,000", "utils/sgd.py",
+      "self.final_lr = self.start_lr / final_div", "self.final_lr = self.peak_lr / final_div", "tests/test_sgd.py"),
+    # utils/checkpoint.py
+    m("checkpoint", "a recorded accuracy over 100% is accepted", "utils/checkpoint.py",
+      "math.isfinite(accuracy) and 0 <= accuracy <= 100", "math.isfinite(accuracy) and 0 <= accuracy",
+      f"{TRAIN} -k bad_resume_files"),
+    m("checkpoint", "checkpoints are unpickled with code allowed", "utils/checkpoint.py",
+      'torch.load(file, map_location="cpu", weights_only=True)', 'torch.load(file, map_location="cpu", weights_only=False)',
+      f"{TRAIN} -k bad_resume_files"),
+    m("checkpoint", "load_model hands back the network in training mode", "utils/checkpoint.py",
+      "return model.eval(), state", "return model, state", f"{EVALUATE} -k 'image or predict'"),
+    m("checkpoint", "a zip's oldest checkpoint is read", "utils/checkpoint.py",
+      "member = max(found, key=", "member = min(found, key=", f"{EVALUATE} -k zip"),
+    m("checkpoint", "a checkpoint recording fewer parameters than its weights hold passes", "utils/checkpoint.py",
+      'if count_parameters(model) != state["parameters"]:', 'if count_parameters(model) < state["parameters"]:',
+      f"{EVALUATE} -k resume_refuses"),
+    # utils/data.py
+    m("data", "the labels are read in reverse order", "utils/data.py",
+      "torch.from_numpy(labels.astype(np.int64))", "torch.from_numpy(labels[::-1].astype(np.int64))",
+      "tests/test_data.py"),
+    m("data", "an IDX file with bytes past its data is accepted", "utils/data.py",
+      "if data.size != expected_size:", "if data.size < expected_size:", "tests/test_data.py"),
+    m("data", "a dangling symlink to a data file counts as missing", "utils/data.py",
+      "missing = [name for name in SHA256 if not os.path.lexists(raw / name)]",
+      "missing = [name for name in SHA256 if not os.path.exists(raw / name)]", "tests/test_data.py"),
+    # utils/augmentation.py
+    m("augmentation", "the rotation is read in radians (up to 6 radians, not 6 degrees)", "utils/augmentation.py",
+      "angle = uniform(n) * math.radians(config.rotation)", "angle = uniform(n) * config.rotation",
+      "tests/test_augmentation.py"),
+    m("augmentation", "the translation is half the stated one", "utils/augmentation.py",
+      "shift = uniform(n, 2) * config.translation * 2", "shift = uniform(n, 2) * config.translation",
+      "tests/test_augmentation.py"),
+    m("augmentation", "the zoom only enlarges", "utils/augmentation.py",
+      "zoom = 1 + uniform(n) * config.scale", "zoom = 1 + uniform(n).abs() * config.scale",
+      "tests/test_augmentation.py"),
+    # utils/files.py
+    m("files", "a live run's temporary files are removed as leftovers", "utils/files.py",
+      "pid.isdigit() and not process_alive(int(pid))", "pid.isdigit()", "tests/test_files.py"),
+    m("files", "the leftovers of killed runs are no longer cleaned", "utils/files.py",
+      "    remove_leftovers(folder)\n", "", "tests/test_files.py"),
+    m("files", "macOS ._ files count as checkpoints", "utils/files.py",
+      'return not path.name.startswith(".")', 'return not path.name.startswith(".partial")',
+      f"{EVALUATE} -k newest"),
+    m("files", "a new checkpoint may replace one saved in the same second", "utils/files.py",
+      "os.link(temporary, target)", "os.replace(temporary, target)", f"tests/test_files.py {TRAIN}::test_two_saves_in_one_second_do_not_collide"),
+    # utils/images.py
+    m("images", "a photo's EXIF orientation is ignored", "utils/images.py",
+      "image = ImageOps.exif_transpose(image)", "image = image", f"{EVALUATE} -k 'image or orientation'"),
+    m("images", "digits are centred by their box, not their centre of mass", "utils/images.py",
+      "top = int(np.clip(round(FIELD / 2 - centre_y), 0, FIELD - box.shape[0]))",
+      "top = (FIELD - box.shape[0]) // 2", f"{EVALUATE} -k round_trip"),
+    m("images", "digits fill the whole 28x28 field instead of a 20x20 box", "utils/images.py",
+      "BOX, FIELD = 20, 28", "BOX, FIELD = 28, 28", f"{EVALUATE} -k 'round_trip or image'"),
+    m("images", "dark-on-light drawings are not inverted", "utils/images.py",
+      "ink = np.abs(gray - background)", "ink = gray - background", f"{EVALUATE} -k 'image or drawn'"),
+    # run_pipeline.py and the job summary
+    m("pipeline", "a run below its bar only says so and exits 0", "run_pipeline.py",
+      'raise UserError(f"test accuracy', 'print(f"test accuracy', "tests/test_pipeline.py -k end_to_end"),
+    m("job summary", "a parameter count at the budget passes", "utils/job_summary.py",
+      "verdict(state['parameters'] < budget)", "verdict(state['parameters'] <= budget)",
+      "tests/test_workflow.py -k bar_s_wrong_side"),
+    m("job summary", "an accuracy exactly at the bar fails", "utils/job_summary.py",
+      "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)", "tests/test_workflow.py -k bar_s_wrong_side"),
+]
+
+
+def working_copy(target: Path) -> None:
+    """The files a clone of this working tree would hold (tracked and new, not ignored), and the data folder linked."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    if (REPO / "data").is_dir():
+        (target / "data").symlink_to(REPO / "data")
+    (target / "models").mkdir(exist_ok=True)
+
+
+def run_tests(copy: Path, tests: str, timeout: float) -> tuple[str, str]:
+    """(verdict, detail): "passed", "failed" with the first failing test, "hung", or "error" with pytest's words."""
+    env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1"}  # no stale .pyc of a mutated file survives its restoring
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *shlex.split(tests)]
+    try:
+        result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "hung", f"no result in {timeout:.0f} s"
+    if result.returncode == 0:
+        return "passed", ""
+    if result.returncode == 1:
+        failed = re.search(r"^FAILED (\S+)", result.stdout, re.MULTILINE)
+        return "failed", failed[1] if failed else "a test failed"
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    return "error", f"pytest exit {result.returncode}: {lines[-1] if lines else ''}"
+
+
+def plant(copy: Path, number: int, mutant: Mutant) -> str:
+    """Apply the mutant's edits in the copy; return the file's original text."""
+    path = copy / mutant.path
+    original = text = path.read_text()
+    for old, new in mutant.edits:
+        if text.count(old) != 1:
+            raise SystemExit(f"error: bug {number} ({mutant.bug}): {old!r} occurs {text.count(old)} times in "
+                             f"{mutant.path}, not once; update its entry in bench/mutants.py")
+        text = text.replace(old, new)
+    path.write_text(text)
+    return original
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--list", action="store_true", help="list the planted bugs and stop")
+    parser.add_argument("--only", type=int, nargs="+", metavar="N", help="plant only these bugs (numbers from --list)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a test run may take (default: %(default)s)")
+    args = parser.parse_args(argv)
+    numbered = list(enumerate(MUTANTS, 1))
+    if args.list:
+        for number, mutant in numbered:
+            print(f"{number:3}  {mutant.area:13} {mutant.bug}  [{mutant.path}; {mutant.tests}]")
+        return 0
+    if args.only:
+        unknown = sorted(set(args.only) - set(range(1, len(MUTANTS) + 1)))
+        if unknown:
+            parser.error(f"--only: no bug numbered {', '.join(map(str, unknown))} (1 to {len(MUTANTS)})")
+        numbered = [(number, mutant) for number, mutant in numbered if number in args.only]
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mutants-") as folder:
+        copy = Path(folder)
+        working_copy(copy)
+        files = sorted({word.split("::")[0] for _, mutant in numbered for word in shlex.split(mutant.tests)
+                        if word.split("::")[0].endswith(".py")})
+        verdict, detail = run_tests(copy, " ".join(files), args.timeout)  # every selection's whole file, unmutated
+        if verdict != "passed":
+            raise SystemExit(f"error: the tests fail without any bug planted: {detail or verdict}")
+        print(f"the tests pass unchanged ({time.perf_counter() - started:.0f} s); planting {len(numbered)} bug(s)",
+              flush=True)
+        survivors = []
+        for number, mutant in numbered:
+            original = plant(copy, number, mutant)
+            began = time.perf_counter()
+            try:
+                verdict, detail = run_tests(copy, mutant.tests, args.timeout)
+            finally:
+                (copy / mutant.path).write_text(original)
+            if verdict == "error":
+                raise SystemExit(f"error: bug {number} ({mutant.bug}): {detail}")
+            outcome = {"failed": f"caught by {detail}", "hung": f"caught: {detail}", "passed": "SURVIVED"}[verdict]
+            print(f"{number:3}  {mutant.area:13} {mutant.bug}: {outcome} ({time.perf_counter() - began:.0f} s)",
+                  flush=True)
+            if verdict == "passed":
+                survivors.append((number, mutant))
+    caught = len(numbered) - len(survivors)
+    print(f"\n{time.perf_counter() - started:.0f} s in all; survivors: {len(survivors)}")
+    for number, mutant in survivors:
+        print(f"{number:3}  {mutant.area}: {mutant.bug} ({mutant.path}; ran {mutant.tests})")
+    print(f"caught {caught} of {len(numbered)} planted bugs ({caught / len(numbered):.0%})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
