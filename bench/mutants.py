@@ -128,7 +128,7 @@ MUTANTS = [
       "math.isfinite(accuracy) and 0 <= accuracy <= 100", "math.isfinite(accuracy) and 0 <= accuracy",
       f"{TRAIN} -k bad_resume_files"),
     m("checkpoint", "checkpoints are unpickled with code allowed", "utils/checkpoint.py",
-      'torch.load(file, map_location="cpu", weights_only=True)', 'torch.load(file, map_location="cpu", weights_only=False)',
+      'map_location="cpu", weights_only=True)', 'map_location="cpu", weights_only=False)',
       f"{TRAIN} -k bad_resume_files"),
     m("checkpoint", "load_model hands back the network in training mode", "utils/checkpoint.py",
       "return model.eval(), state", "return model, state", f"{EVALUATE} -k 'image or predict'"),
@@ -165,7 +165,8 @@ MUTANTS = [
       'return not path.name.startswith(".")', 'return not path.name.startswith(".partial")',
       f"{EVALUATE} -k newest"),
     m("files", "a new checkpoint may replace one saved in the same second", "utils/files.py",
-      "os.link(temporary, target)", "os.replace(temporary, target)", f"tests/test_files.py {TRAIN}::test_two_saves_in_one_second_do_not_collide"),
+      "os.link(temporary, target)", "os.replace(temporary, target)",
+      f"tests/test_files.py {TRAIN}::test_two_saves_in_one_second_do_not_collide"),
     # utils/images.py
     m("images", "a photo's EXIF orientation is ignored", "utils/images.py",
       "image = ImageOps.exif_transpose(image)", "image = image", f"{EVALUATE} -k 'image or orientation'"),
@@ -183,7 +184,8 @@ MUTANTS = [
       "verdict(state['parameters'] < budget)", "verdict(state['parameters'] <= budget)",
       "tests/test_workflow.py -k bar_s_wrong_side"),
     m("job summary", "an accuracy exactly at the bar fails", "utils/job_summary.py",
-      "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)", "tests/test_workflow.py -k bar_s_wrong_side"),
+      "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)",
+      "tests/test_workflow.py -k bar_s_wrong_side"),
 ]
 
 

@@ -47,7 +47,8 @@ def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device,
     assert torch.equal(torch.cat([copy for _, copy in read]).cpu(), landed)
     assert all(target.device == model.output_device for target, _ in read)
 
-    label_of = {image.numpy().tobytes(): label for image, label in zip(small_mnist.train_images, small_mnist.train_labels.tolist())}
+    label_of = {image.numpy().tobytes(): label
+                for image, label in zip(small_mnist.train_images, small_mnist.train_labels.tolist())}
     seen = []
     for inputs, _ in steps:
         pixels = ((inputs * train.STD + train.MEAN) * 255).round().to(torch.uint8)
