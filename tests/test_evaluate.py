@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 import evaluate
 import train
@@ -164,6 +164,39 @@ def test_digits_drawn_dark_on_white_are_predicted(one_epoch_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for digit, (_, name) in files.items():
         assert re.search(rf"{re.escape(name)}: {digit} \(\d+\.\d%; next: \d ", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("size, pen", [((300, 400), 12), ((1200, 900), 3), ((300, 400), 40), ((2000, 2000), 2)])
+def test_drawn_digits_are_made_the_way_mnist_s_were(mnist, size, pen):
+    """Whatever the canvas and the pen: the longer side 20 px, the centre of mass within half a pixel of (14, 14),
+    strokes at full strength, and as much ink as the test set's digits of that class (between their 1st and 99th
+    percentiles): a thin pen is widened, a straight 1 included."""
+    rows, columns = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    for digit in (0, 1, 2, 4, 7):
+        made = to_mnist(draw(digit, size, pen))[0].float()
+        inked = made.nonzero()
+        mass = made.sum()
+        assert max(inked.max(0).values - inked.min(0).values + 1) == 20 and made.max() == 255
+        assert abs((made * rows).sum() / mass - 14) <= 0.5 and abs((made * columns).sum() / mass - 14) <= 0.5
+        same_class = mnist.test_images[mnist.test_labels == digit].float().sum((1, 2, 3))
+        assert same_class.quantile(0.01) <= mass <= same_class.quantile(0.99), (digit, mass / 255)
+
+
+def test_a_soft_brush_reaches_full_strength_as_mnist_s_strokes_do():
+    """Blurred strokes fade when shrunk to 28x28 (to 75-95% here): their strongest pixel is brought back to 255."""
+    for digit in (0, 1, 7):
+        assert to_mnist(draw(digit).filter(ImageFilter.GaussianBlur(8)))[0].max() == 255
+
+
+def test_paper_texture_and_a_shadow_are_not_ink():
+    """A photo of a drawing: grainy paper (noise of 4 grey levels) under a shadow that darkens one side by 20
+    levels. The digit read is the one read from the clean drawing."""
+    clean = np.asarray(draw(7).convert("L"), dtype=np.float32)
+    shadow = np.linspace(0, 20, clean.shape[1], dtype=np.float32)[None, :]
+    grain = np.random.default_rng(0).normal(0, 4, clean.shape).astype(np.float32)
+    photo = Image.fromarray(np.clip(clean - shadow + grain, 0, 255).astype(np.uint8))
+    read, expected = to_mnist(photo).float(), to_mnist(Image.fromarray(clean.astype(np.uint8))).float()
+    assert (read - expected).abs().mean() < 5
 
 
 def test_a_photo_s_recorded_orientation_is_applied(tmp_path):

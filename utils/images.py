@@ -81,18 +81,19 @@ def to_mnist(image: Image.Image, name="image") -> torch.Tensor:
         step = -(-max(ink.shape) // WORKING_SIZE)
         ink = F.max_pool2d(ink, step, step, ceil_mode=True)
     height, width = ink.shape[2:]
-    scale = BOX / max(height, width)
 
     # A thin pen on a large canvas would fade to a faint 1 px line: widen the strokes (a max filter)
     # until they are about as wide, relative to the digit, as MNIST's. Width of a stroke ~ area / length,
     # and its length ~ half the number of edge pixels.
-    mask = (ink > 0).float()
+    mask = F.pad((ink > 0).float(), [1] * 4)  # beyond the crop is background: a stroke along it has an edge there
     edge = mask + F.max_pool2d(-mask, 3, 1, 1)  # 1 where an inked pixel has a background neighbour
     stroke_width = 2 * mask.sum().item() / max(edge.sum().item(), 1)
     wanted = STROKE * max(height, width)
     if stroke_width < wanted:
         grow = int(round(wanted - stroke_width)) // 2 * 2 + 1  # odd kernel: widens by `grow - 1` pixels
-        ink = F.max_pool2d(ink, grow, 1, grow // 2)
+        ink = F.max_pool2d(F.pad(ink, [grow // 2] * 4), grow, 1, grow // 2)  # room to widen past the crop
+        height, width = ink.shape[2:]
+    scale = BOX / max(height, width)
 
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     ink = Image.fromarray(np.uint8(ink[0, 0].numpy() * 255))

@@ -79,9 +79,14 @@ def training_curves(history, train_size, folder, fixed=False):
     return save(figure, folder, "training_curves", fixed)
 
 
-def confusion_matrix(predictions, labels, folder, fixed=False):
+def confusion_counts(predictions, labels):
+    """counts[true digit, predicted digit] over a set: a row per true digit."""
     matrix = torch.zeros(10, 10, dtype=torch.long)
-    matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+    return matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+
+
+def confusion_matrix(predictions, labels, folder, fixed=False):
+    matrix = confusion_counts(predictions, labels)
     figure, axis = plt.subplots(figsize=(7, 6))
     image = axis.imshow(matrix.float().log1p(), cmap="Blues")
     for true in range(10):
@@ -100,11 +105,17 @@ def confusion_matrix(predictions, labels, folder, fixed=False):
     return save(figure, folder, "confusion_matrix", fixed)
 
 
+def surest_mistakes(probabilities, labels, count):
+    """The indices of the `count` wrong predictions made with the highest probability, surest first."""
+    confidence, predicted = probabilities.max(1)
+    wrong = (predicted != labels).nonzero().squeeze(1)
+    return wrong[confidence[wrong].argsort(descending=True)][:count]
+
+
 def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=False):
     """The wrong predictions the model was surest of, with predicted and true labels."""
     confidence, predicted = probabilities.max(1)
-    wrong = (predicted != labels).nonzero().squeeze(1)
-    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    order = surest_mistakes(probabilities, labels, count)
     columns = 8
     rows = max(1, -(-len(order) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.5), squeeze=False)
@@ -114,5 +125,6 @@ def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=Fa
         axis.imshow(images[index].squeeze(0), cmap="gray")
         axis.set_title(f"pred {int(predicted[index])} ({confidence[index]:.0%})\ntrue {int(labels[index])}",
                        fontsize=8, color="tab:red")
-    figure.suptitle(f"The {len(order)} most confident mistakes of {len(wrong)} on the test set", fontsize=11)
+    mistakes = int((predicted != labels).sum())
+    figure.suptitle(f"The {len(order)} most confident mistakes of {mistakes} on the test set", fontsize=11)
     return save(figure, folder, "confident_mistakes", fixed)
