@@ -9,10 +9,8 @@ from image files with it.
 The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
 from what it records, placed for this machine.
 """
-import stat
 import sys
 import time
-from pathlib import Path
 
 from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
 
@@ -21,10 +19,9 @@ exit_at_once_on_ctrl_c(__name__)
 import torch
 
 import train
-from utils.checkpoint import load_model, opened
+from utils.checkpoint import checkpoint_file, load_model
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, percentage, run_cli
-from utils.files import is_ours
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -41,25 +38,6 @@ def parse_args(argv):
     parser.add_argument("--min-accuracy", type=percentage,
                         help="exit 1 if the measured test accuracy (%%) is below this")
     return parser.parse_args(argv)
-
-
-def newest_checkpoint(path: Path) -> Path:
-    """A folder's newest checkpoint, by modification time, among its *.pth files that are not hidden (a run's
-    temporary files, the systems' ._ files); a broken symlink among them is named and passed over."""
-    if not path.is_dir():
-        return path
-    found = []
-    for candidate in filter(is_ours, path.glob("*.pth")):
-        try:
-            status = candidate.stat()
-        except OSError as error:  # a symlink to nothing, or a loop
-            print(f"note: passed over {candidate}: a broken symlink ({error.strerror})", file=sys.stderr)
-            continue
-        if stat.S_ISREG(status.st_mode):
-            found.append((status.st_mtime, candidate))
-    if not found:
-        raise UserError(f"no checkpoint (*.pth) in {path}")
-    return max(found)[1]
 
 
 def test_set_figures(model, data):
@@ -121,10 +99,7 @@ def predict_images(model, files) -> bool:
 
 def main(argv=None):
     args = parse_args(argv)
-    path = newest_checkpoint(Path(args.checkpoint))
-    with opened(path) as file:
-        if file != path:
-            path = f"{path}: {file.name}"
+    with checkpoint_file(args.checkpoint) as (file, path):
         model, state = load_model(file, device=args.device, name=path)
     print(f"checkpoint: {path} ({state['architecture']}, {state['parameters']:,} parameters, "
           f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {state.get('device_used', '?')}, "

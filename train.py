@@ -25,7 +25,8 @@ from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_
                              restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
-from utils.checkpoint import ARCHITECTURE, MAX_BATCH, load_checkpoint, restore_model, save_new, save_over
+from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, restore_model, save_new,
+                              save_over)
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value
 from utils.files import writable_folder
@@ -264,9 +265,12 @@ def train(config: Config, data=None, log=print):
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling (CPU) and nothing else
     placement = resolve_placement(config.placement, config.device, split=config.split)
-    resumed = load_checkpoint(config.resume) if config.resume else None
+    resumed = None
+    if config.resume:  # a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it
+        with checkpoint_file(config.resume, log) as (file, resume_name):
+            resumed = load_checkpoint(file, resume_name)
     if resumed and resumed["epochs"] >= config.epochs:
-        raise UserError(f"{config.resume} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
+        raise UserError(f"{resume_name} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
     if resumed and resumed.get("planned_epochs") == config.epochs:
         config = carried_on(config, resumed)
     writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
@@ -281,22 +285,22 @@ def train(config: Config, data=None, log=print):
     schedule = OneCycle(config.lr, config.epochs * steps_per_epoch, config.warmup, config.momentum)
     first_epoch, history = 1, []
     if resumed:
-        restore_model(model, resumed, config.resume)
+        restore_model(model, resumed, resume_name)
         optimizer.load_state_dict(resumed["optimizer_state_dict"])
         position = resumed.get("schedule_state")
         if (resumed.get("planned_epochs") == config.epochs and isinstance(position, dict)
                 and position.get("total_steps") == schedule.total_steps):
             missing = [key for key in ("generator_state", "rng_state") if key not in resumed]
             if missing:
-                raise UserError(f"{config.resume}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
+                raise UserError(f"{resume_name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
             schedule.step = position["step"]  # the same run, carried on
             generator.set_state(resumed["generator_state"])
             torch.set_rng_state(resumed["rng_state"])
-            restore_accelerator_rng_states(resumed.get("device_rng_states", {}), placement, config.resume)
+            restore_accelerator_rng_states(resumed.get("device_rng_states", {}), placement, resume_name)
         else:  # a longer run than planned: a fresh one-cycle schedule over the remaining epochs
             schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch
         first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))
-        log(f"resumed {config.resume}: {resumed['epochs']} epoch(s) done, "
+        log(f"resumed {resume_name}: {resumed['epochs']} epoch(s) done, "
             f"{resumed['final_test_accuracy']:.2f}% test accuracy")
 
     log(f"model: HybridCNN, {count_parameters(model):,} parameters, placement {placement.describe()}")

@@ -77,7 +77,7 @@ MUTANTS = [
     # evaluate.py
     m("evaluate", "the recorded figure may be 10 points off", "evaluate.py",
       "TOLERANCE = 0.1  #", "TOLERANCE = 10  #", f"{EVALUATE} -k 'off_by_more or tampered'"),
-    m("evaluate", "a folder's oldest checkpoint is read instead of its newest", "evaluate.py",
+    m("checkpoint", "a folder's oldest checkpoint is read instead of its newest", "utils/checkpoint.py",
       "return max(found)[1]", "return min(found)[1]", f"{EVALUATE} -k newest"),
     m("evaluate", "the runner-up printed is the prediction itself", "evaluate.py",
       "probabilities.topk(2).indices[1]", "probabilities.topk(2).indices[0]", f"{EVALUATE} -k 'image or predict'"),
@@ -161,6 +161,13 @@ MUTANTS = [
       "pid.isdigit() and not process_alive(int(pid))", "pid.isdigit()", "tests/test_files.py"),
     m("files", "the leftovers of killed runs are no longer cleaned", "utils/files.py",
       "    remove_leftovers(folder)\n", "", "tests/test_files.py"),
+    m("files", "a FIFO or a device passes for a regular file (its reader blocks or never ends)", "utils/files.py",
+      'if kind == "file":\n        return Path(path)',
+      'if kind not in ("missing", "folder"):\n        return Path(path)', "tests/test_paths.py"),
+    m("train", "--resume reads a folder or a CI artifact as if it were the checkpoint itself", "train.py",
+      "with checkpoint_file(config.resume, log) as (file, resume_name):\n"
+      "            resumed = load_checkpoint(file, resume_name)",
+      "resumed, resume_name = load_checkpoint(config.resume), config.resume", "tests/test_paths.py -k resume"),
     m("files", "macOS ._ files count as checkpoints", "utils/files.py",
       'return not path.name.startswith(".")', 'return not path.name.startswith(".partial")',
       f"{EVALUATE} -k newest"),

@@ -4,6 +4,8 @@ collide."""
 import io
 import math
 import shutil
+import stat
+import sys
 import warnings
 import zipfile
 import zlib
@@ -15,7 +17,7 @@ import torch
 
 from model import HybridCNN, Placement, count_parameters, resolve_placement
 from utils.errors import UserError
-from utils.files import replace_atomically, reporting, timestamp, write_new
+from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
 ARCHITECTURE = "HybridCNN"
 MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
@@ -60,10 +62,7 @@ def load_checkpoint(path, name=None) -> dict:
     """Read a checkpoint with weights-only loading; every way it can be wrong is a one-line UserError (about
     `name`, when the file is a temporary copy of it)."""
     path, file = Path(name or path), Path(path)
-    if file.is_dir():
-        raise UserError(f"{path} is a folder, not a checkpoint file")
-    if not file.is_file():
-        raise UserError(f"checkpoint {path} does not exist")
+    regular_file(file, missing=f"checkpoint {path} does not exist", folder=f"{path} is a folder, not a checkpoint file")
     try:
         with reporting("read", path), zipfile.ZipFile(file) as archive:  # torch's format is a zip: its directory
             unpacked = sum(member.file_size for member in archive.infolist())
@@ -193,6 +192,36 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[Hyb
     return model.eval(), state
 
 
+def newest_checkpoint(path: Path) -> Path:
+    """`path` itself, or for a folder its newest checkpoint, by modification time, among its *.pth files that are
+    not hidden (a run's temporary files, the systems' ._ files); one that is not a regular file (a broken
+    symlink, a folder) is passed over, and a broken symlink is named."""
+    if kind_of(path) != "folder":
+        return path
+    found = []
+    for candidate in filter(is_ours, path.glob("*.pth")):
+        try:
+            status = candidate.stat()
+        except OSError as error:  # a symlink to nothing, or a loop
+            print(f"note: passed over {candidate}: a broken symlink ({error.strerror})", file=sys.stderr)
+            continue
+        if stat.S_ISREG(status.st_mode):
+            found.append((status.st_mtime, candidate))
+    if not found:
+        raise UserError(f"no checkpoint (*.pth) in {path}")
+    return max(found)[1]
+
+
+@contextmanager
+def checkpoint_file(path, log=print):
+    """The checkpoint that `path` names, as every reader takes it (evaluate.py, --resume, the job summary): a .pth,
+    a folder's newest, or the newest .pth in a zip (a CI artifact). Yields (the file to read, its name for
+    messages); an extracted one lives for the time of the `with`."""
+    path = newest_checkpoint(Path(path))
+    with opened(path, log) as file:
+        yield file, path if file == path else f"{path}: {file.name}"
+
+
 @contextmanager
 def opened(path, log=print):
     """Yield the checkpoint file at `path`: a .pth as it is, or the one inside a zip archive, such as a CI
@@ -201,7 +230,7 @@ def opened(path, log=print):
     too: one whose members include data.pkl is a checkpoint itself. A member larger than MAX_BYTES is refused
     before anything is extracted."""
     path = Path(path)
-    if not path.is_file() or not zipfile.is_zipfile(path):
+    if kind_of(path) != "file" or not zipfile.is_zipfile(path):  # is_zipfile would wait on a FIFO
         yield path
         return
     try:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from utils.errors import OneLineErrors, UserError, run_cli
-from utils.files import made, owned_prefix, remove_leftovers, reporting
+from utils.files import made, owned_prefix, regular_file, remove_leftovers, reporting
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
 SHA256 = {
@@ -69,11 +69,20 @@ def sha256_of(path: Path) -> str:
 
 
 def verify(path: Path) -> None:
+    """Refuse anything but the official file: first by kind and size (a FIFO would block the hashing, a link to
+    /dev/zero never end it), then by its SHA-256."""
+    advice = "it was left untouched: move it away and run `python -m utils.data` to fetch a fresh copy"
+    regular_file(path, missing=f"{path} is missing", folder=f"{path} is a folder, not an MNIST file; {advice}")
+    with reporting("read", path):
+        size = path.stat().st_size
+    if size != file_size(path.name):
+        raise UserError(f"{path}: {size:,} bytes, not the {file_size(path.name):,} of the official MNIST file; "
+                        f"{advice}")
     actual = sha256_of(path)
     if actual != SHA256[path.name]:
         raise UserError(
-            f"{path}: SHA-256 mismatch (expected {SHA256[path.name]}, got {actual}): not the official "
-            f"MNIST file; it was left untouched: move it away and run `python -m utils.data` to fetch a fresh copy"
+            f"{path}: SHA-256 mismatch (expected {SHA256[path.name]}, got {actual}): not the official MNIST file; "
+            f"{advice}"
         )
 
 

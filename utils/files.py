@@ -5,6 +5,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,12 +33,38 @@ def reporting(action: str, path):
         raise UserError(f"cannot {action} {path}: {error.strerror or error}") from None
 
 
+KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "folder", stat.S_IFIFO: "a FIFO (named pipe)",
+         stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def kind_of(path) -> str:
+    """"file", "folder", "missing" (a symlink to nothing too), or what else `path` is ("a FIFO (named pipe)", ...):
+    every probe of a path goes through here, so a name too long or a symlink loop is one line too."""
+    with reporting("read", path):
+        try:
+            return KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "not a file")
+        except (FileNotFoundError, NotADirectoryError):  # the latter: a path below a file
+            return "missing"
+
+
+def regular_file(path, missing: str, folder: str) -> Path:
+    """`path` if it is a regular file (or a symlink to one); else a UserError: the message `missing` or `folder`
+    for those two, and for anything else (a FIFO would block the reader, /dev/zero never end) what it is."""
+    kind = kind_of(path)
+    if kind == "file":
+        return Path(path)
+    if kind in ("missing", "folder"):
+        raise UserError(missing if kind == "missing" else folder)
+    raise UserError(f"{path} is {kind}, not a regular file")
+
+
 def writable_folder(folder) -> Path:
     """Create `folder` if needed and check that a file can be made in it, before the work whose results go
     there; remove the temporary files that dead runs left in it."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} is a file, not a folder")
+    kind = kind_of(folder)
+    if kind not in ("folder", "missing"):
+        raise UserError(f"{folder} is {'a file' if kind == 'file' else kind}, not a folder")
     made(folder)
     remove_leftovers(folder)
     with reporting("write in", folder), temporary_file(folder, ".probe", b""):

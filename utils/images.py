@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.errors import UserError
+from utils.files import regular_file
 
 BOX, FIELD = 20, 28
 INK_THRESHOLD = 0.2  # of the strongest stroke: fainter pixels are paper texture, shadows, JPEG noise
@@ -26,6 +27,7 @@ MAX_PIXELS = 50_000_000  # a 50-megapixel photo: decoding and reading it takes a
 
 def load_digit(path) -> torch.Tensor:
     """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit."""
+    regular_file(path, missing=f"{path}: no such file", folder=f"{path}: a folder, not an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # what Pillow warns about in a damaged file ends the reading, in one line

@@ -5,6 +5,7 @@ against the budget, the epoch's time, the artifacts and how to check a downloade
     python -m utils.job_summary models --min-accuracy 95 --budget 25000 \\
         --artifact mnist-model-12 --artifact mnist-samples-12 >> "$GITHUB_STEP_SUMMARY"
 """
+import sys
 from pathlib import Path
 
 from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
@@ -12,7 +13,7 @@ from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loa
 exit_at_once_on_ctrl_c(__name__)
 
 import evaluate
-from utils.checkpoint import load_model
+from utils.checkpoint import checkpoint_file, load_model
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli
 
@@ -57,8 +58,8 @@ def main(argv=None):
                         help="the name of an artifact the run uploads (the model's first)")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     args = parser.parse_args(argv)
-    path = evaluate.newest_checkpoint(Path(args.checkpoint))
-    model, state = load_model(path)
+    with checkpoint_file(args.checkpoint, log=lambda message: print(message, file=sys.stderr)) as (file, path):
+        model, state = load_model(file, name=path)
     history = state.get("history")
     if not (isinstance(history, list) and history and isinstance(history[-1], dict)
             and isinstance(history[-1].get("train_seconds"), float) and history[-1]["train_seconds"] > 0):
