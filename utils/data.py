@@ -75,8 +75,9 @@ def verify(path: Path) -> None:
     regular_file(path, missing=f"{path} is missing", folder=f"{path} is a folder, not an MNIST file; {advice}")
     with reporting("read", path):
         size = path.stat().st_size
-    if size != file_size(path.name):
-        raise UserError(f"{path}: {size:,} bytes, not the {file_size(path.name):,} of the official MNIST file; "
+    expected = file_size(path.name)
+    if size != expected:
+        raise UserError(f"{path}: {size:,} bytes, not the {expected:,} of the official MNIST file; "
                         f"{advice}")
     actual = sha256_of(path)
     if actual != SHA256[path.name]:

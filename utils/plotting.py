@@ -114,8 +114,8 @@ def surest_mistakes(probabilities, labels, count):
 
 def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=False):
     """The wrong predictions the model was surest of, with predicted and true labels."""
-    confidence, predicted = probabilities.max(1)
     order = surest_mistakes(probabilities, labels, count)
+    confidence, predicted = probabilities.max(1)  # for the titles
     columns = 8
     rows = max(1, -(-len(order) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.5), squeeze=False)
