@@ -21,7 +21,7 @@ import torch
 import train
 from utils.checkpoint import checkpoint_file, load_model
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, percentage, run_cli
+from utils.errors import OneLineErrors, UserError, percentage, run_cli, shown
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -92,7 +92,7 @@ def predict_images(model, files) -> bool:
         probabilities = model.log_probabilities(train.normalize(digit[None]))[0].exp().cpu()
         best = int(probabilities.argmax())
         runner_up = int(probabilities.topk(2).indices[1])
-        print(f"{file}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "
+        print(f"{shown(file)}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "
               f"{probabilities[runner_up].item() * 100:.1f}%)")
     return all_read
 
@@ -101,9 +101,9 @@ def main(argv=None):
     args = parse_args(argv)
     with checkpoint_file(args.checkpoint) as (file, path):
         model, state = load_model(file, device=args.device, name=path)
-    print(f"checkpoint: {path} ({state['architecture']}, {state['parameters']:,} parameters, "
-          f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {state.get('device_used', '?')}, "
-          f"torch {state.get('torch_version', '?')}); evaluating on {model.placement.describe()}")
+    print(f"checkpoint: {shown(path)} ({state['architecture']}, {state['parameters']:,} parameters, "
+          f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state.get('device_used', '?'), 40)}, "
+          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {model.placement.describe()}")
     ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args)
     return 0 if ok else 1
 

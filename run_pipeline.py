@@ -21,7 +21,7 @@ import torch
 import train
 from utils.augmentation import augment
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli, shown
 from utils.files import writable_folder
 
 TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "split", "models_dir", "augment", "resume")
@@ -91,7 +91,7 @@ def main(argv=None):
     print(f"== 2. augmentation: {args.aug_samples} digits x {args.aug_per_sample} augmentations")
     pictures = [augmentation_demo(data, args.aug_samples, args.aug_per_sample, config.seed, args.samples_dir,
                                   args.fixed_names)]
-    print(f"wrote {pictures[0]}")
+    print(f"wrote {shown(pictures[0])}")
 
     checkpoint, test_accuracy = None, None
     if config.epochs > 0:
@@ -109,7 +109,7 @@ def main(argv=None):
                      confusion_matrix(predictions, data.test_labels, folder, fixed),
                      confident_mistakes(data.test_images, data.test_labels, probabilities, folder, fixed=fixed)]
         for picture in pictures[1:]:
-            print(f"wrote {picture}")
+            print(f"wrote {shown(picture)}")
 
     print("== summary")
     print(f"samples drawn: {args.aug_samples}, augmentations per sample: {args.aug_per_sample}")
@@ -118,10 +118,10 @@ def main(argv=None):
         passed = test_accuracy >= args.min_accuracy
         print(f"final test accuracy: {test_accuracy:.2f}% "
               f"(minimum {args.min_accuracy:g}%: {'passed' if passed else 'FAILED'})")
-        print(f"checkpoint: {checkpoint}")
+        print(f"checkpoint: {shown(checkpoint)}")
     else:
         print("final test accuracy: not trained (the augmentation demo alone: --epochs N trains), no checkpoint")
-    print(f"pictures written: {len(pictures)}: {', '.join(str(p) for p in pictures)}")
+    print(f"pictures written: {len(pictures)}: {', '.join(shown(p) for p in pictures)}")
     print(f"total time: {time.perf_counter() - started:.1f} s")
     if checkpoint and not passed:
         raise UserError(f"test accuracy {test_accuracy:.2f}% is below the minimum {args.min_accuracy:g}%")

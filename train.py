@@ -28,7 +28,7 @@ from utils.augmentation import augment
 from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, restore_model, save_new,
                               save_over)
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value
+from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 from utils.files import writable_folder
 from utils.sgd import SGD, OneCycle
 
@@ -300,7 +300,7 @@ def train(config: Config, data=None, log=print):
         else:  # a longer run than planned: a fresh one-cycle schedule over the remaining epochs
             schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch
         first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))
-        log(f"resumed {resume_name}: {resumed['epochs']} epoch(s) done, "
+        log(f"resumed {shown(resume_name)}: {resumed['epochs']} epoch(s) done, "
             f"{resumed['final_test_accuracy']:.2f}% test accuracy")
 
     log(f"model: HybridCNN, {count_parameters(model):,} parameters, placement {placement.describe()}")
@@ -333,7 +333,7 @@ def train(config: Config, data=None, log=print):
             path = save_new(state, config.models_dir, placement.short_name)
         else:
             save_over(state, path)
-    log(f"checkpoint: {path} ({history[-1]['test_accuracy']:.2f}% test accuracy after {config.epochs} epoch(s))")
+    log(f"checkpoint: {shown(path)} ({history[-1]['test_accuracy']:.2f}% test accuracy after {config.epochs} epoch(s))")
     return model, path, history
 
 

@@ -16,7 +16,7 @@ from tempfile import TemporaryDirectory
 import torch
 
 from model import HybridCNN, Placement, count_parameters, resolve_placement
-from utils.errors import UserError
+from utils.errors import UserError, shown
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
 ARCHITECTURE = "HybridCNN"
@@ -24,6 +24,8 @@ MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: 
 MAX_BATCH = 8192  # the largest batch train.py takes, so the largest a checkpoint records. The process's peak memory
 #                   on a CPU: 1.26 GB at batch 4,096, 1.46 GB at 10,000 (about 34 KB more per image); 60,000 went past
 #                   4.5 GB. Batches this large learn little in an epoch anyway.
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what weights and optimizer state may be
+COUNTERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # BatchNorm's num_batches_tracked
 REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
             "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
 
@@ -87,11 +89,58 @@ def load_checkpoint(path, name=None) -> dict:
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
     if state["architecture"] != ARCHITECTURE:
-        raise UserError(f"{path}: a checkpoint of architecture {state['architecture']!r}, not {ARCHITECTURE}")
+        raise UserError(f"{path}: a checkpoint of architecture {described(state['architecture'])}, not {ARCHITECTURE}")
     damaged = [f"{key} {described(state[key])}" for key in damaged_values(state)]
     if damaged:
         raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
+    problems = tensor_problems(state)
+    if problems:
+        more = f" (and {len(problems) - 1} more tensor(s))" if len(problems) > 1 else ""
+        raise UserError(f"{path}: damaged checkpoint: {problems[0]}{more}")
     return state
+
+
+def tensor_problems(state: dict) -> list[str]:
+    """What is wrong with the weights, buffers and optimizer state, for every reader: torch.load gives back
+    whatever tensors a file holds (NaN weights, sparse or meta tensors, integer ones), which would otherwise
+    end in a prediction of nan%, a traceback, or a training run that diverges for no reason it could name."""
+    weights = state["model_state_dict"]
+    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
+        return ["model_state_dict holds an entry that is not a layer's name and a tensor"]
+    found = []
+    for where, tensor in [*tensors_in(weights, "model_state_dict"),
+                          *tensors_in(state["optimizer_state_dict"], "optimizer_state_dict")]:
+        problem = tensor_problem(tensor)
+        if problem:
+            found.append(f"{shown(where, 100)} is {problem}")
+    return found
+
+
+def tensors_in(value, where: str):
+    """(where, tensor) for every tensor in nested dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from tensors_in(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from tensors_in(item, f"{where}[{index}]")
+
+
+def tensor_problem(tensor: torch.Tensor) -> str | None:
+    """None for what a run saves: dense numbers in memory, floating-point and finite (or an integer counter,
+    such as BatchNorm's num_batches_tracked); else what the tensor is instead."""
+    if tensor.device.type != "cpu":  # loading maps every tensor that holds values to the CPU: "meta" holds none
+        return f"a tensor without values (on the {tensor.device.type} device)"
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor, not a dense one"
+    if tensor.dtype not in FLOATS:
+        counter = tensor.dim() == 0 and tensor.dtype in COUNTERS
+        return None if counter else f"a {str(tensor.dtype).removeprefix('torch.')} tensor, not a floating-point one"
+    if not torch.isfinite(tensor).all():
+        return "a tensor with NaN or infinite values"
+    return None
 
 
 def described(value) -> str:
@@ -177,6 +226,11 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
+    negative = [name for name, module in model.named_modules()
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                and module.running_var is not None and (module.running_var < 0).any()]
+    if negative:  # a variance is never negative: its square root would make every prediction NaN
+        raise UserError(f"{path}: damaged checkpoint: {shown(negative[0], 100)}.running_var has negative variances")
     if count_parameters(model) != state["parameters"]:
         raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
                         f"{count_parameters(model):,}")
@@ -203,7 +257,7 @@ def newest_checkpoint(path: Path) -> Path:
         try:
             status = candidate.stat()
         except OSError as error:  # a symlink to nothing, or a loop
-            print(f"note: passed over {candidate}: a broken symlink ({error.strerror})", file=sys.stderr)
+            print(f"note: passed over {shown(candidate)}: a broken symlink ({error.strerror})", file=sys.stderr)
             continue
         if stat.S_ISREG(status.st_mode):
             found.append((status.st_mtime, candidate))
@@ -219,7 +273,7 @@ def checkpoint_file(path, log=print):
     messages); an extracted one lives for the time of the `with`."""
     path = newest_checkpoint(Path(path))
     with opened(path, log) as file:
-        yield file, path if file == path else f"{path}: {file.name}"
+        yield file, path if file == path else f"{path}: {shown(file.name, 100)}"
 
 
 @contextmanager
@@ -245,9 +299,9 @@ def opened(path, log=print):
                 raise UserError(f"{path}: a zip archive with no checkpoint (.pth) in it")
             member = max(found, key=lambda candidate: (candidate.date_time, candidate.filename))
             if len(found) > 1:
-                log(f"{path} holds {len(found)} checkpoints: reading the newest, {member.filename}")
+                log(f"{shown(path)} holds {len(found)} checkpoints: reading the newest, {shown(member.filename, 100)}")
             if member.file_size > MAX_BYTES:
-                raise UserError(f"{path}: refused: {member.filename} would unpack to {member.file_size:,} bytes, "
+                raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to {member.file_size:,} bytes, "
                                 f"far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
             with TemporaryDirectory() as folder:
                 extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path

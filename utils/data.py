@@ -27,7 +27,7 @@ exit_at_once_on_ctrl_c(__name__)
 import numpy as np
 import torch
 
-from utils.errors import OneLineErrors, UserError, run_cli
+from utils.errors import OneLineErrors, UserError, run_cli, shown
 from utils.files import made, owned_prefix, regular_file, remove_leftovers, reporting
 
 # The official sums (the same as ../shared/mnist.sha256 and torchvision's records).
@@ -170,7 +170,7 @@ def prepare(data_dir=None, log=print) -> Path:
         if name not in missing and not (raw / name).exists():  # a symlink to nothing: the user's, left as it is
             raise UserError(f"{raw / name} is a symlink to {os.readlink(raw / name)}, which cannot be followed: "
                             f"point it at the file or remove it (then the file is fetched)")
-    log(f"MNIST: files already present in {raw}: {4 - len(missing)} of 4")
+    log(f"MNIST: files already present in {shown(raw)}: {4 - len(missing)} of 4")
     if missing:
         made(raw, "data folder")
         remove_leftovers(raw, FETCHING)  # what runs killed while fetching left (up to 67 MB)
@@ -255,7 +255,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help=f"data folder (default: $MNIST_DATA_DIR or {DEFAULT_DATA_DIR}/)")
     args = parser.parse_args(argv)
     data = load_mnist(args.data_dir)
-    print(f"MNIST ready in {raw_dir(args.data_dir)}: {len(data.train_labels):,} training and "
+    print(f"MNIST ready in {shown(raw_dir(args.data_dir))}: {len(data.train_labels):,} training and "
           f"{len(data.test_labels):,} test images, SHA-256 verified")
     return 0
 

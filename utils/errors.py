@@ -1,5 +1,5 @@
-"""One exception type for every mistake a user can fix, the one place that prints it, and argument
-parsing that reports bad flags in one line too."""
+"""One exception type for every mistake a user can fix, the one place that prints it, the one rule for text
+on the screen, and argument parsing that reports bad flags in one line too."""
 import argparse
 import math
 import os
@@ -9,8 +9,30 @@ import sys
 INTERRUPTED = "interrupted: stopped before finishing; no partial files were left"
 
 
+def shown(value, limit: int | None = 300) -> str:
+    """`value` as text that is safe to print on one line: control characters (a line break, a terminal's escape
+    codes) written as Python writes them (\\n, \\x1b), bytes of a name that were not UTF-8 as \\xff, and over
+    `limit` characters the middle cut out. For every path and every string read from a file."""
+    text = "".join(character if character.isprintable() or character == " " else escaped(character)
+                   for character in str(value))
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit // 2 - 2]}...{text[-(limit - limit // 2 - 1):]}"
+    return text
+
+
+def escaped(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, as Python decodes a name (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(character)[1:-1]
+
+
 class UserError(Exception):
-    """Bad input or missing/corrupt files: shown as one line, never as a traceback."""
+    """Bad input or missing/corrupt files: shown as one line, never as a traceback (whatever the names and
+    strings it quotes hold)."""
+
+    def __init__(self, message):
+        super().__init__(shown(message, limit=None))
 
 
 def exit_at_once_on_ctrl_c(module_name: str) -> None:
@@ -29,7 +51,11 @@ def _exit_now(signum, frame):
 
 
 def run_cli(main, argv=None):
-    """Run a script's main(argv); turn UserError and Ctrl-C into a one-line message and an exit code."""
+    """Run a script's main(argv); turn UserError and Ctrl-C into a one-line message and an exit code. What the
+    terminal's encoding cannot show is escaped (\\u2026), never an error after the work is done."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # not a replaced stream (a test's capture)
+            stream.reconfigure(errors="backslashreplace")
     if signal.getsignal(signal.SIGINT) is _exit_now:  # from here on, Ctrl-C unwinds: files get cleaned up
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -15,7 +15,7 @@ exit_at_once_on_ctrl_c(__name__)
 import evaluate
 from utils.checkpoint import checkpoint_file, load_model
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli
+from utils.errors import OneLineErrors, UserError, percentage, positive_int, run_cli, shown
 
 
 def verdict(ok: bool) -> str:
@@ -34,8 +34,8 @@ def markdown(path, state, accuracy, per_class, min_accuracy, budget, artifacts) 
         f"| parameters | {state['parameters']:,} | under {budget:,} | {verdict(state['parameters'] < budget)} |",
         f"| last epoch's training loop | {seconds:.1f} s ({60000 / seconds:,.0f} images/s) | | |",
         "",
-        f"Checkpoint `{Path(path).name}`: seed {state['seed']}, trained on {state.get('device_used', '?')} with "
-        f"torch {state.get('torch_version', '?')}.",
+        f"Checkpoint `{shown(Path(path).name)}`: seed {state['seed']}, trained on "
+        f"{shown(state.get('device_used', '?'), 40)} with torch {shown(state.get('torch_version', '?'), 40)}.",
         "",
         "| digit | " + " | ".join(str(digit) for digit in range(10)) + " |",
         "|---|" + "---|" * 10,

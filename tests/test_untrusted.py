@@ -1,0 +1,130 @@
+"""What files carry that nobody vouches for: the tensors inside a checkpoint, the strings it records, and the
+names of files and archive members. Whatever they hold, a reader answers in one line (exit 1), or succeeds and
+says so (exit 0), on any terminal."""
+import math
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+
+import evaluate
+import train
+from utils.errors import run_cli
+
+from conftest import REPO
+
+
+def with_weights(change):
+    def damage(state):
+        weights = dict(state["model_state_dict"])
+        change(weights)
+        return state | {"model_state_dict": weights}
+    return damage
+
+
+def with_buffers(change, every=False):
+    def damage(state):
+        buffers = [change(buffer) if every or index == 0 else buffer
+                   for index, buffer in enumerate(state["optimizer_state_dict"]["momentum_buffers"])]
+        return state | {"optimizer_state_dict": {"momentum_buffers": buffers}}
+    return damage
+
+
+def first_weight(change):
+    return with_weights(lambda weights: weights.update({"conv1.conv.weight": change(weights["conv1.conv.weight"])}))
+
+
+TENSORS = {  # what each damage does to a checkpoint, and the reason both readers give
+    "nan_weight": (first_weight(lambda weight: weight * math.nan),
+                   "model_state_dict['conv1.conv.weight'] is a tensor with NaN or infinite values"),
+    "infinite_weight": (first_weight(lambda weight: weight.index_fill(0, torch.tensor([0]), math.inf)),
+                        "model_state_dict['conv1.conv.weight'] is a tensor with NaN or infinite values"),
+    "negative_variance": (with_weights(lambda weights: weights.update(
+        {"conv2.bn.running_var": -weights["conv2.bn.running_var"]})), "conv2.bn.running_var has negative variances"),
+    "integer_weight": (first_weight(lambda weight: weight.to(torch.int32)),
+                       "model_state_dict['conv1.conv.weight'] is a int32 tensor, not a floating-point one"),
+    "number_as_key": (with_weights(lambda weights: weights.update({3: weights.pop("conv1.conv.weight")})),
+                      "model_state_dict holds an entry that is not a layer's name and a tensor"),
+    "sparse_weight": (first_weight(lambda weight: weight.to_sparse()),
+                      "model_state_dict['conv1.conv.weight'] is a sparse_coo tensor, not a dense one"),
+    "meta_buffer": (with_buffers(lambda buffer: torch.empty_like(buffer, device="meta")),
+                    "optimizer_state_dict['momentum_buffers'][0] is a tensor without values (on the meta device)"),
+    "sparse_buffer": (with_buffers(lambda buffer: buffer.to_sparse()),
+                      "optimizer_state_dict['momentum_buffers'][0] is a sparse_coo tensor, not a dense one"),
+    "nan_buffers": (with_buffers(lambda buffer: buffer * math.nan, every=True),
+                    "optimizer_state_dict['momentum_buffers'][0] is a tensor with NaN or infinite values "
+                    "(and 10 more tensor(s))"),
+}
+
+
+@pytest.mark.parametrize("name", TENSORS)
+def test_a_checkpoint_s_damaged_tensors_are_one_line_for_every_reader(one_epoch_run, tmp_path, name, capsys):
+    """Before, NaN weights or a negative variance predicted `0 (nan%)` and exited 0, a sparse or meta buffer was a
+    traceback on --resume, NaN buffers blamed the learning rate."""
+    from test_evaluate import draw
+
+    damage, reason = TENSORS[name]
+    path = tmp_path / f"{name}.pth"
+    torch.save(damage(torch.load(one_epoch_run[1], weights_only=True)), path)
+    draw(7).save(tmp_path / "seven.png")
+    assert run_cli(evaluate.main, [str(path), "--image", str(tmp_path / "seven.png")]) == 1
+    error = capsys.readouterr().err
+    assert error == f"error: {path}: damaged checkpoint: {reason}\n"
+    assert run_cli(train.main, ["--resume", str(path), "--epochs", "2", "--quiet",
+                                "--models-dir", str(tmp_path / "models")]) == 1
+    assert capsys.readouterr().err == error
+    assert not (tmp_path / "models").exists() or not list((tmp_path / "models").iterdir())
+
+
+def run_with(encoding, *args):
+    """A script run with stdout and stderr in `encoding`, strict: a character it cannot take is an error."""
+    env = {**os.environ, "PYTHONIOENCODING": f"{encoding}:strict"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_a_run_that_worked_exits_0_whatever_its_names_are_and_the_terminal_takes(one_epoch_run, tmp_path, encoding):
+    """Names that are not UTF-8 and names with control characters are printed escaped, on one line each."""
+    from test_evaluate import draw
+
+    folder = os.fsencode(tmp_path) + b"/m\xff\x1b[2J\nodd"
+    os.mkdir(folder)
+    with open(folder + b"/model.pth", "wb") as copy:
+        copy.write(one_epoch_run[1].read_bytes())
+    draw(7).save(os.fsdecode(folder + b"/seven\n.png"))
+    result = run_with(encoding, "evaluate.py", folder, "--image", folder + b"/seven\n.png")
+    assert result.returncode == 0 and result.stderr == b"", result.stderr
+    shown = f"{tmp_path}/m\\xff\\x1b[2J\\nodd".encode()
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(b"checkpoint: " + shown + b"/model.pth (HybridCNN, "), lines
+    assert re.fullmatch(re.escape(shown) + rb"/seven\\n\.png: 7 \(.*\)", lines[1]), lines
+
+
+def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_run, tmp_path, capsys):
+    """A checkpoint's device, torch version, architecture and archive member names come from whoever wrote the file:
+    their escape codes and line breaks are shown, not obeyed, and a long one is cut to a readable line."""
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    torch.save(state | {"device_used": "cpu\x1b[31m\nrestarting", "torch_version": "9" * 10_000},
+               tmp_path / "strings.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / "strings.pth")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "trained on cpu\\x1b[31m\\nrestarting, torch 999" in first and len(first) < 400, first
+
+    torch.save(state | {"architecture": "Net\n" * 10_000}, tmp_path / "architecture.pth")
+    assert run_cli(evaluate.main, [str(tmp_path / "architecture.pth")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {tmp_path / 'architecture.pth'}: a checkpoint of architecture 'Net\\nNet\\n")
+    assert error.endswith(", not HybridCNN\n") and error.count("\n") == 1 and len(error) < 300, error
+
+    with zipfile.ZipFile(tmp_path / "artifact.zip", "w") as artifact:
+        artifact.writestr(zipfile.ZipInfo("old.pth", (2026, 1, 1, 0, 0, 0)), one_epoch_run[1].read_bytes())
+        artifact.writestr(zipfile.ZipInfo("\x1b]0;owned\x07new\r.pth", (2026, 2, 1, 0, 0, 0)),
+                          one_epoch_run[1].read_bytes())
+    assert run_cli(evaluate.main, [str(tmp_path / "artifact.zip")]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == f"{tmp_path / 'artifact.zip'} holds 2 checkpoints: reading the newest, \\x1b]0;owned\\x07new\\r.pth"
+    assert said[1].startswith(f"checkpoint: {tmp_path / 'artifact.zip'}: \\x1b]0;owned\\x07new\\r.pth (HybridCNN")
