@@ -126,5 +126,6 @@ def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_ru
                           one_epoch_run[1].read_bytes())
     assert run_cli(evaluate.main, [str(tmp_path / "artifact.zip")]) == 0
     said = capsys.readouterr().out.splitlines()
-    assert said[0] == f"{tmp_path / 'artifact.zip'} holds 2 checkpoints: reading the newest, \\x1b]0;owned\\x07new\\r.pth"
-    assert said[1].startswith(f"checkpoint: {tmp_path / 'artifact.zip'}: \\x1b]0;owned\\x07new\\r.pth (HybridCNN")
+    newest = "\\x1b]0;owned\\x07new\\r.pth"
+    assert said[0] == f"{tmp_path / 'artifact.zip'} holds 2 checkpoints: reading the newest, {newest}"
+    assert said[1].startswith(f"checkpoint: {tmp_path / 'artifact.zip'}: {newest} (HybridCNN")
