@@ -301,8 +301,8 @@ def opened(path, log=print):
             if len(found) > 1:
                 log(f"{shown(path)} holds {len(found)} checkpoints: reading the newest, {shown(member.filename, 100)}")
             if member.file_size > MAX_BYTES:
-                raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to "
-                                f"{member.file_size:,} bytes, far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
+                raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to {member.file_size:,} "
+                                f"bytes, far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
             with TemporaryDirectory() as folder:
                 extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
                 with archive.open(member) as source, open(extracted, "wb") as target:
