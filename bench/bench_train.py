@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from bench.peak import run_measured  # noqa: E402
 from model.placement import Machine  # noqa: E402
 
 
@@ -50,15 +51,12 @@ def run_once(mode, device, split, seed, models, threads=None):
                "--placement", mode, "--device", device, "--split", str(split), "--models-dir", str(folder)]
     env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})  # torch's CPU threads
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own resource usage
-    wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process, peak_mb = run_measured(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    wall = time.perf_counter() - started  # a bare Python start-up (the launcher) included
     if process.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed: {process.stderr.read().decode().strip()}")
+        sys.exit(f"error: {' '.join(command)} failed: {process.stderr.decode().strip()}")
     (checkpoint,) = folder.glob("*.pth")
     last = torch.load(checkpoint, map_location="cpu", weights_only=True)["history"][-1]
-    peak_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
     first = last["first_steps"]
     steady = (last["train_seconds"] - first["seconds"]) * 60000 / (60000 - first["images"])
     return (last["train_seconds"], first["seconds"], steady, wall, peak_mb, last["device_peak_mb"],

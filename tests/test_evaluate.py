@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import re
+import shutil
 import zipfile
 
 import numpy as np
@@ -254,6 +255,32 @@ def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_ep
     assert len(errors) == len(bad)
     for line, (name, message) in zip(errors, bad.items()):
         assert line.startswith(f"error: {tmp_path / name}") and message in line, line
+
+
+@pytest.mark.filterwarnings("ignore:IM image format is deprecated")  # in saving it; reading is ours to test
+def test_every_pixel_mode_reads_and_a_format_without_its_decoder_is_named_so(one_epoch_run, tmp_path):
+    """Lightness-and-colour (LAB), 16-bit and float greyscale read as the same digit as the PNG; Pillow's own IM
+    format is not "damaged"; EPS needs Ghostscript: without it the line says so, and the files after it read."""
+    seven = draw(7).convert("L")
+    seven.save(tmp_path / "seven.png")
+    grey = Image.new("L", seven.size, 128)  # colour bands of a neutral grey
+    Image.merge("LAB", (seven, grey, grey)).save(tmp_path / "lab.tif")
+    Image.fromarray(np.asarray(seven, np.uint16) * 200).save(tmp_path / "sixteen.tif")
+    Image.fromarray(np.asarray(seven, np.float32) * 1e6, mode="F").save(tmp_path / "float.tif")
+    seven.save(tmp_path / "seven.im")
+    seven.save(tmp_path / "seven.eps")
+    names = ["lab.tif", "sixteen.tif", "float.tif", "seven.im", "seven.eps", "seven.png"]
+    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", *(str(tmp_path / name) for name in names))
+    assert "Traceback" not in result.stderr
+    read = dict(re.findall(r"^(.*): (\d) \(", result.stdout, re.MULTILINE))
+    assert {str(tmp_path / name) for name in names} - set(read) <= {str(tmp_path / "seven.eps")}
+    assert len(set(read.values())) == 1, read
+    if shutil.which("gs") is None:  # Ghostscript is not installed
+        assert result.returncode == 1
+        assert result.stderr == (f"error: {tmp_path / 'seven.eps'}: EPS, a format this machine cannot read "
+                                 "(Unable to locate Ghostscript on paths): save it as PNG or JPEG\n")
+    for name in names[:4]:
+        assert (load_digit(tmp_path / name).float() - load_digit(tmp_path / "seven.png").float()).abs().max() <= 1
 
 
 def artifact(path, members):

@@ -21,23 +21,29 @@ BOX, FIELD = 20, 28
 INK_THRESHOLD = 0.2  # of the strongest stroke: fainter pixels are paper texture, shadows, JPEG noise
 STROKE = 0.1  # MNIST strokes are about 2 px wide in the 20 px box
 WORKING_SIZE = 280  # larger digits are first shrunk (keeping every stroke) to at most this many pixels
-MAX_PIXELS = 50_000_000  # a 50-megapixel photo: decoding and reading it takes about 1.5 GB at the peak, this
-#                          process included. Checked from the header, before anything is decoded.
+MISSING_DECODER = ("not available", "Unable to locate Ghostscript", "cannot find loader")  # what Pillow says then
+MAX_PIXELS = 50_000_000  # checked from the header, before anything is decoded. Reading such a picture, in any
+#                          mode, stays within 1.5 GB at the peak, this process included (bench/image_memory.py)
 
 
 def load_digit(path) -> torch.Tensor:
-    """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit."""
+    """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit. Every way the file can fail,
+    from opening it to the digit's last pixel, is a one-line UserError that says which way."""
     regular_file(path, missing=f"{path}: no such file", folder=f"{path}: a folder, not an image file")
+    kind, file_format = "image", "this format"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # what Pillow warns about in a damaged file ends the reading, in one line
+            warnings.simplefilter("ignore", DeprecationWarning)  # about Pillow's future, not about the file
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # from 89 megapixels: ours is below
             with Image.open(path) as image:  # reads the header alone
+                kind, file_format = f"{image.format} image", image.format
                 if image.width * image.height > MAX_PIXELS:
                     raise UserError(f"{path}: {image.width:,} x {image.height:,} pixels, more than a digit's picture "
                                     f"needs (at most {MAX_PIXELS // 10**6} megapixels): scale it down or crop it first")
                 image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
                 image.load()
+        return to_mnist(image, name=path)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -47,26 +53,49 @@ def load_digit(path) -> torch.Tensor:
                         "megapixels): scale it down or crop it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, Warning) as error:  # truncated or damaged data
-        raise UserError(f"{path}: damaged image ({error})") from None
-    return to_mnist(image, name=path)
+    except (OSError, SyntaxError, ValueError, Warning) as error:  # damaged data, a decoder missing, a mode unknown
+        if any(sign in str(error) for sign in MISSING_DECODER):
+            raise UserError(f"{path}: {file_format}, a format this machine cannot read ({error}): "
+                            "save it as PNG or JPEG") from None
+        if "conversion from" in str(error):
+            raise UserError(f"{path}: {kind} in a pixel mode this program cannot read ({error}): "
+                            "save it as PNG or JPEG") from None
+        raise UserError(f"{path}: damaged {kind} ({error})") from None
+    except MemoryError:
+        raise UserError(f"{path}: not enough memory to read this {kind}") from None
+
+
+def greyscale(image: Image.Image) -> np.ndarray:
+    """The image's brightness as float32 (the largest array a digit needs; worked on in place from here):
+    16-bit, 32-bit and float greyscale keep their range; other modes go through Pillow's 8-bit greyscale."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        gray = np.array(image, dtype=np.float32)  # a copy of its own: Pillow's bytes are read-only
+        largest = max(abs(float(gray.min())), abs(float(gray.max())))
+        if largest > 0:
+            gray /= largest  # within [-1, 1]: differences of float pixels cannot overflow
+        return gray
+    if image.mode == "LAB":  # Pillow converts it to nothing grey; its first band is the lightness
+        return np.array(image.getchannel("L"), dtype=np.float32)
+    return np.array(image.convert("L"), dtype=np.float32)
 
 
 def ink_of(image: Image.Image) -> np.ndarray:
     """Stroke strength in [0, 1] per pixel: 1 is the strongest stroke, 0 the background."""
     if "A" in image.getbands() or "transparency" in image.info:
-        alpha = np.asarray(image.convert("RGBA").getchannel("A"), dtype=np.float32)
+        alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
+        alpha = np.array(alpha, dtype=np.float32)
         if alpha.min() < alpha.max():  # a drawing on a transparent canvas: opacity is the ink
-            return alpha / alpha.max()
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit and float greyscale: keep the range
-        gray = np.asarray(image, dtype=np.float64)  # float32 sums of such pixels can overflow
-    else:
-        gray = np.asarray(image.convert("L"), dtype=np.float32)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = np.median(border)
-    ink = np.abs(gray - background)  # light-on-dark and dark-on-light alike
+            alpha /= alpha.max()
+            return alpha
+        del alpha
+    ink = greyscale(image)
+    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+    ink -= np.median(border)  # the background
+    np.abs(ink, out=ink)  # light-on-dark and dark-on-light alike
     strongest = ink.max()
-    return (ink / strongest if strongest > 0 else ink).astype(np.float32, copy=False)
+    if strongest > 0:
+        ink /= strongest
+    return ink
 
 
 def to_mnist(image: Image.Image, name="image") -> torch.Tensor:
@@ -74,10 +103,10 @@ def to_mnist(image: Image.Image, name="image") -> torch.Tensor:
         raise UserError(f"{name}: damaged image (pixels that are not numbers: nan or infinite)")
     ink = ink_of(image)
     ink[ink < INK_THRESHOLD] = 0
-    rows, columns = np.nonzero(ink)
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))  # not a pair per inked pixel
     if len(rows) == 0:
         raise UserError(f"{name}: no digit found (the image is blank)")
-    crop = ink[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    crop = ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
     ink = torch.from_numpy(np.ascontiguousarray(crop))[None, None]
     if max(ink.shape) > WORKING_SIZE:  # max-pooling keeps a thin stroke where averaging would fade it
         step = -(-max(ink.shape) // WORKING_SIZE)
