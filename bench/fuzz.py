@@ -1,19 +1,26 @@
 """Fuzzing the readers of every file a user hands this project: checkpoints (evaluate.py's loader and
 train.py --resume), the MNIST IDX files and digit images. Each case mutates a real file (truncated, bytes
-flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers) and runs
-the reader: it must end in a result or in one UserError, never another exception, and the whole run must
-stay under the memory bound.
+flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers), draws what
+the file is (a regular file, a FIFO, a symlink to /dev/zero, a folder holding it, a dangling symlink) and
+what it is called (a plain name, one over 255 bytes, a path over 4,096 bytes, bytes that are not UTF-8,
+control characters), and runs the reader: it must end in a result or in one UserError, never another
+exception, within a time limit (a reader waiting on a FIFO is a failure), and the whole run must stay under
+the memory bound.
 
     python bench/fuzz.py --cases 20000 --seed 1   # a long run: every failure, the outcomes, the peak memory
     python bench/fuzz.py --cases 1000               # what tests/test_fuzz.py runs (seed 0), some 10 s
 
-Case k of seed s is the same mutation on every run: `--seed s --only k` repeats it alone.
+Case k of seed s is the same file on every run: `--seed s --only k` repeats it alone.
 """
 import argparse
+import errno
 import io
 import math
+import os
 import random
 import resource
+import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -32,13 +39,14 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import train  # noqa: E402
-from utils.checkpoint import load_model  # noqa: E402
+from utils.checkpoint import checkpoint_file, load_model  # noqa: E402
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, idx_size, load_mnist, read_idx, raw_dir  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.images import load_digit  # noqa: E402
 from utils.plotting import training_curves  # noqa: E402
 
 MEMORY_BOUND_MB = 2048
+TIME_LIMIT = 20  # seconds a case may take: a reader waiting on a FIFO or reading /dev/zero is a failure
 
 
 # --- mutations ----------------------------------------------------------------------------------
@@ -154,35 +162,97 @@ class Target:
 
     KINDS = ["checkpoint bytes", "checkpoint values", "checkpoint values", "resume", "resume", "idx", "image"]
 
-    def case(self, kind: str, rng: random.Random, path: Path) -> None:
-        """Write one mutated file of this kind to `path` (or beside it, with an image's suffix) and read it."""
+    def contents(self, kind: str, rng: random.Random, intact: bool) -> tuple[bytes, str, str]:
+        """A file for this reader, mutated unless `intact`: (its bytes, its suffix, the IDX file it stands for)."""
         if kind == "checkpoint bytes":
-            path.write_bytes(mutate_bytes(self.checkpoint.read_bytes(), rng))
-            load_model(path)
-        elif kind in ("checkpoint values", "resume"):
+            data = self.checkpoint.read_bytes()
+            return (data if intact else mutate_bytes(data, rng)), ".pth", ""
+        if kind in ("checkpoint values", "resume"):
             base = rng.choice([self.state, self.interrupted]) if kind == "resume" else self.state
-            torch.save(mutate_state(base, rng), path)
-            if kind == "resume":  # a run of 2 epochs from the mutated one of 1 (tiny data: 3 steps)
-                config = train.Config(quiet=True, epochs=2, resume=str(path), models_dir=str(self.models))
+            buffer = io.BytesIO()
+            torch.save(base if intact else mutate_state(base, rng), buffer)
+            return buffer.getvalue(), ".pth", ""
+        if kind == "idx":
+            name = rng.choice(sorted(self.idx))
+            return (self.idx[name] if intact else mutate_bytes(self.idx[name], rng)), "", name
+        suffix = rng.choice(sorted(self.images))
+        return (self.images[suffix] if intact else mutate_bytes(self.images[suffix], rng)), suffix, ""
+
+    def read(self, kind: str, path: Path, idx_name: str, curves: bool) -> None:
+        """Read `path` as the project reads a user's file of this kind; a resumed run's history is drawn too
+        where `curves` (where it was mutated: an intact one draws as every run's does)."""
+        if kind in ("checkpoint bytes", "checkpoint values"):  # as evaluate.py: a .pth, a folder's newest, a zip
+            with checkpoint_file(path, log=lambda message: None) as (file, name):
+                load_model(file, name=name)
+        elif kind == "resume":  # a run of 2 epochs from the mutated one of 1 (tiny data: 3 steps)
+            config = train.Config(quiet=True, epochs=2, resume=str(path), models_dir=str(self.models))
+            try:
                 _, _, history = train.train(config, data=self.tiny, log=lambda message: None)
-                training_curves(history, len(self.tiny.train_labels), self.folder / "pictures")  # as the pipeline
+                if curves:
+                    training_curves(history, len(self.tiny.train_labels), self.folder / "pictures")  # as the pipeline
+            finally:
                 for written in self.models.glob("*.pth"):
                     if written != self.checkpoint:
                         written.unlink()
-            else:
-                load_model(path)
         elif kind == "idx":
-            name = rng.choice(sorted(self.idx))
-            path.write_bytes(mutate_bytes(self.idx[name], rng))
-            if name.startswith("t10k-images"):
+            if idx_name.startswith("t10k-images"):
                 read_idx(path, IMAGES_MAGIC, 50, (28, 28))
             else:
                 read_idx(path, LABELS_MAGIC, 50, ())
         else:
-            suffix = rng.choice(sorted(self.images))
-            path = path.with_suffix(suffix)
-            path.write_bytes(mutate_bytes(self.images[suffix], rng))
             load_digit(path)
+
+
+# --- what the file is and what it is called ---------------------------------------------------------
+
+FILE_KINDS = ["regular file"] * 5 + ["FIFO", "symlink to /dev/zero", "folder", "dangling symlink"]
+NAMES = ["plain name"] * 5 + ["name over 255 bytes", "path over 4,096 bytes", "name not UTF-8",
+                              "name with control characters"]
+
+
+def named(folder: Path, number: int, name: str, suffix: str) -> Path:
+    """Where case `number` puts its file: every name starts with "case", so what a case leaves is found."""
+    if name == "path over 4,096 bytes":  # each part within 255 bytes, the whole over the system's limit
+        return folder.joinpath(f"case{number}", *["d" * 250] * 17, f"digit{suffix}")
+    stem = {"plain name": "", "name over 255 bytes": "x" * 256, "name not UTF-8": "-\udcff\udcfe",  # bytes ff fe
+            "name with control characters": "\n\x1b[31m\t\r"}[name]
+    return folder / f"case{number}{stem}{suffix}"
+
+
+def place(path: Path, file_kind: str, data: bytes) -> None:
+    """Make `path` that kind of file; a folder holds the file as a checkpoint folder would. A name the system
+    refuses (too long; not UTF-8 where names must be) leaves nothing: the reader is handed the name alone."""
+    try:
+        if file_kind == "regular file":
+            path.write_bytes(data)
+        elif file_kind == "FIFO":
+            os.mkfifo(path)
+        elif file_kind == "symlink to /dev/zero":
+            path.symlink_to("/dev/zero")
+        elif file_kind == "folder":
+            path.mkdir()
+            (path / "model_cpu_20260101_000000.pth").write_bytes(data)
+        else:
+            path.symlink_to(path.parent / "nowhere")
+    except OSError as error:
+        if error.errno not in (errno.ENAMETOOLONG, errno.EILSEQ):
+            raise
+
+
+def remove_cases(folder: Path) -> None:
+    for leftover in folder.glob("case*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+
+
+class Hang(BaseException):
+    """A case past its time limit (a BaseException: no `except Exception` in the readers can hide it)."""
+
+
+def over_time(signal_number, frame):
+    raise Hang()
 
 
 def peak_memory_mb() -> float:
@@ -199,34 +269,50 @@ def main():
     torch.set_num_threads(1)
     data = load_mnist(log=lambda message: None)
     started, outcomes, failures = time.perf_counter(), {}, []
+    signal.signal(signal.SIGALRM, over_time)
     with tempfile.TemporaryDirectory() as folder:
-        target = Target(Path(folder), data)
+        folder = Path(folder)
+        target = Target(folder, data)
         for number in [args.only] if args.only is not None else range(args.cases):
             rng = random.Random(f"{args.seed}/{number}")
-            path = Path(folder) / f"case{number}.pth"
-            kind = rng.choice(Target.KINDS)
+            kind, file_kind, name = rng.choice(Target.KINDS), rng.choice(FILE_KINDS), rng.choice(NAMES)
+            plain = (file_kind, name) == ("regular file", "plain name")
+            intact = not plain and rng.random() < 0.5  # so that unusual names and kinds are also read whole
+            data, suffix, idx_name = target.contents(kind, rng, intact)
+            path = named(folder, number, name, suffix)
             try:
+                signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
+                place(path, file_kind, data)
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")  # a warning would be a second line on the user's screen
-                    target.case(kind, rng, path)
+                    target.read(kind, path, idx_name, curves=not intact)
                 result = "read"
             except UserError as error:
                 result = "one line" if "\n" not in str(error) else "several lines"
                 if result != "one line":
-                    failures.append((number, kind, str(error)))
+                    failures.append((number, kind, file_kind, name, str(error)))
+            except Hang:
+                result = f"over {TIME_LIMIT} s"
+                failures.append((number, kind, file_kind, name, f"still running after {TIME_LIMIT} s: a hang"))
             except Exception as error:  # noqa: BLE001: what the fuzzing is for
                 result = type(error).__name__
-                failures.append((number, kind, "".join(traceback.format_exception(error))[-1500:]))
-            outcomes[kind, result] = outcomes.get((kind, result), 0) + 1
-            for leftover in Path(folder).glob("case*"):
-                leftover.unlink()
+                failures.append((number, kind, file_kind, name, "".join(traceback.format_exception(error))[-1500:]))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            for dimension in (kind, file_kind, name):
+                outcomes[dimension, result] = outcomes.get((dimension, result), 0) + 1
+            remove_cases(folder)
     peak = peak_memory_mb()
-    for number, kind, text in failures:
-        print(f"FAILED case {number} ({kind}): repeat with --seed {args.seed} --only {number}\n{text}\n")
-    for kind in dict.fromkeys(Target.KINDS):
-        counts = {result: count for (of, result), count in sorted(outcomes.items()) if of == kind}
-        print(f"  {kind}: " + ", ".join(f"{count} {result}" for result, count in counts.items()))
-    print(f"{sum(outcomes.values())} cases (seed {args.seed}) in {time.perf_counter() - started:.0f} s; "
+    for number, kind, file_kind, name, text in failures:
+        print(f"FAILED case {number} ({kind}, {file_kind}, {name}): repeat with --seed {args.seed} --only {number}\n"
+              f"{text}\n")
+    for title, dimension in (("readers", Target.KINDS), ("file kinds", FILE_KINDS), ("names", NAMES)):
+        print(f"{title}:")
+        for kind in dict.fromkeys(dimension):
+            counts = {result: count for (of, result), count in sorted(outcomes.items()) if of == kind}
+            print(f"  {kind}: " + (", ".join(f"{count} {result}" for result, count in counts.items()) or "no case"))
+    cases = sum(count for (of, _), count in outcomes.items() if of in Target.KINDS)
+    print(f"{cases} cases (seed {args.seed}) in {time.perf_counter() - started:.0f} s; "
           f"peak memory {peak:.0f} MB (bound {MEMORY_BOUND_MB} MB); {len(failures)} failure(s)")
     return 1 if failures or peak > MEMORY_BOUND_MB else 0
 

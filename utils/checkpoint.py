@@ -287,26 +287,35 @@ def opened(path, log=print):
     if kind_of(path) != "file" or not zipfile.is_zipfile(path):  # is_zipfile would wait on a FIFO
         yield path
         return
+    with damaged_zip(path), zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+    if any(PurePosixPath(member.filename).name == "data.pkl" for member in members):
+        yield path  # torch's format: the file is the checkpoint
+        return
+    found = [member for member in members if not member.is_dir() and member.filename.endswith(".pth")
+             and not PurePosixPath(member.filename).name.startswith(".")]
+    if not found:
+        raise UserError(f"{path}: a zip archive with no checkpoint (.pth) in it")
+    member = max(found, key=lambda candidate: (candidate.date_time, candidate.filename))
+    if len(found) > 1:
+        log(f"{shown(path)} holds {len(found)} checkpoints: reading the newest, {shown(member.filename, 100)}")
+    if member.file_size > MAX_BYTES:
+        raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to {member.file_size:,} "
+                        f"bytes, far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
+    with TemporaryDirectory() as folder:
+        extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
+        with damaged_zip(path), zipfile.ZipFile(path) as archive, archive.open(member) as source:
+            with reporting("write", extracted), open(extracted, "wb") as target:
+                shutil.copyfileobj(source, target)  # stops at the declared size; a bad CRC raises
+        yield extracted  # outside the guards: what the reader raises is its own
+
+
+@contextmanager
+def damaged_zip(path):
+    """What zipfile raises about a damaged archive, as one line: "BadZipFile", a bad CRC or deflate stream,
+    an early end, a method or version it does not know, a member name not in the encoding its flag claims."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            if any(PurePosixPath(member.filename).name == "data.pkl" for member in members):
-                yield path  # torch's format: the file is the checkpoint
-                return
-            found = [member for member in members if not member.is_dir() and member.filename.endswith(".pth")
-                     and not PurePosixPath(member.filename).name.startswith(".")]
-            if not found:
-                raise UserError(f"{path}: a zip archive with no checkpoint (.pth) in it")
-            member = max(found, key=lambda candidate: (candidate.date_time, candidate.filename))
-            if len(found) > 1:
-                log(f"{shown(path)} holds {len(found)} checkpoints: reading the newest, {shown(member.filename, 100)}")
-            if member.file_size > MAX_BYTES:
-                raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to {member.file_size:,} "
-                                f"bytes, far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
-            with TemporaryDirectory() as folder:
-                extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
-                with archive.open(member) as source, open(extracted, "wb") as target:
-                    shutil.copyfileobj(source, target)  # stops at the declared size; a bad CRC raises
-                yield extracted
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        with reporting("read", path):
+            yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
         raise UserError(f"{path}: a damaged zip archive ({error})") from None

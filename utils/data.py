@@ -218,6 +218,7 @@ def file_size(name: str) -> int:
 
 def read_idx(path: Path, magic: int, count: int, item_shape: tuple) -> np.ndarray:
     """Parse an IDX file of unsigned bytes, checking its header against what MNIST must hold."""
+    regular_file(path, missing=f"{path} is missing", folder=f"{path} is a folder, not an MNIST file")
     with reporting("read", path):
         data = np.fromfile(path, dtype=np.uint8)
     header_size = 4 * (2 + len(item_shape))
