@@ -37,10 +37,11 @@ KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "folder", stat.S_IFIFO: "a FIFO (na
          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
-def kind_of(path) -> str:
+def kind_of(path, action: str = "read") -> str:
     """"file", "folder", "missing" (a symlink to nothing too), or what else `path` is ("a FIFO (named pipe)", ...):
-    every probe of a path goes through here, so a name too long or a symlink loop is one line too."""
-    with reporting("read", path):
+    every probe of a path goes through here, so a name too long or a symlink loop is one line too, "cannot
+    <action> <path>: <reason>"."""
+    with reporting(action, path):
         try:
             return KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "not a file")
         except (FileNotFoundError, NotADirectoryError):  # the latter: a path below a file
@@ -62,7 +63,7 @@ def writable_folder(folder) -> Path:
     """Create `folder` if needed and check that a file can be made in it, before the work whose results go
     there; remove the temporary files that dead runs left in it."""
     folder = Path(folder)
-    kind = kind_of(folder)
+    kind = kind_of(folder, "write in")
     if kind not in ("folder", "missing"):
         raise UserError(f"{folder} is {'a file' if kind == 'file' else kind}, not a folder")
     made(folder)
