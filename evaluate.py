@@ -103,7 +103,7 @@ def main(argv=None):
         model, state = load_model(file, device=args.device, name=path)
     print(f"checkpoint: {shown(path)} ({state['architecture']}, {state['parameters']:,} parameters, "
           f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state.get('device_used', '?'), 40)}, "
-          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {model.placement.describe()}")
+          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {model.describe_placement()}")
     ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args)
     return 0 if ok else 1
 

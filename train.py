@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model import HybridCNN, count_parameters, resolve_placement
+from model.network import BUDGET, CHANNELS, DROPOUT, MAX_BLOCKS, channel_list
 from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_memory_mb, reset_peak_memory,
                              restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
-from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, restore_model, save_new,
-                              save_over)
+from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, network_of, restore_model,
+                              save_new, save_over)
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 from utils.files import writable_folder
@@ -86,7 +87,8 @@ class Config:
     seed: int = 1
     device: str | None = None  # None: detect (CUDA, then MPS, then CPU)
     placement: str = "auto"
-    split: int = DEFAULT_SPLIT  # hybrid: how many conv blocks run on the accelerator (1-3); the design's is 2
+    channels: tuple | None = None  # the conv blocks' widths (None: the design's, or a resumed run's own)
+    split: int = DEFAULT_SPLIT  # hybrid: how many conv blocks run on the accelerator; the design's is 2
     augment: bool | None = None  # None: on for runs of several epochs; one epoch underfits, so it is off
     clean_last_epoch: bool = True  # augmenting over several epochs, the last one sees the plain images: 15 epochs
     #                                at batch 64, seeds 1-4: 99.47% (99.42-99.52) against 99.42% (99.37-99.44)
@@ -135,9 +137,12 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=positive_int
     parser.add_argument("--placement", choices=MODES, default=default.placement,
                         help="hybrid: conv1-2 on the accelerator, the rest on the CPU; single: one device; "
                              "auto: hybrid when an accelerator is present (default: %(default)s)")
-    parser.add_argument("--split", type=int, choices=(1, 2, 3), default=default.split,
-                        help="hybrid: how many conv blocks run on the accelerator, the rest on the CPU "
-                             "(default: %(default)s: conv1 and conv2)")
+    parser.add_argument("--channels", type=channel_list, default=default.channels,
+                        help=f"the conv blocks' widths, 2 to {MAX_BLOCKS} of them (default: "
+                             f"{','.join(map(str, CHANNELS))}; a resumed run: its own)")
+    parser.add_argument("--split", type=positive_int, default=default.split,
+                        help="hybrid: how many conv blocks run on the accelerator, the rest on the CPU, 1 to the "
+                             "number of blocks (default: %(default)s: conv1 and conv2)")
     parser.add_argument("--data-dir", default=default.data_dir, help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--models-dir", default=default.models_dir, help="where checkpoints go (default: %(default)s)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=default.augment,
@@ -238,6 +243,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
     last = history[-1]
     return {
         "architecture": ARCHITECTURE,
+        "network": model.arguments,
         "model_state_dict": model.state_dict(),
         "optimizer_state_dict": optimizer.state_dict(),
         "schedule_state": schedule.state_dict(),
@@ -273,13 +279,17 @@ def train(config: Config, data=None, log=print):
         raise UserError(f"{resume_name} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
     if resumed and resumed.get("planned_epochs") == config.epochs:
         config = carried_on(config, resumed)
+    network = network_of(resumed) if resumed else {"channels": list(config.channels or CHANNELS), "dropout": DROPOUT}
+    if config.channels and list(config.channels) != network["channels"]:
+        raise UserError(f"{resume_name} holds a network of widths {','.join(map(str, network['channels']))}: it "
+                        f"resumes as it is (leave --channels out)")
+    model = HybridCNN(placement, **network)
     writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
     data = data or load_mnist(config.data_dir, log=log)
     if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
         raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
                         f"({len(data.train_labels):,} images)")
 
-    model = HybridCNN(placement)
     optimizer = SGD(model.parameters(), weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
     schedule = OneCycle(config.lr, config.epochs * steps_per_epoch, config.warmup, config.momentum)
@@ -303,7 +313,10 @@ def train(config: Config, data=None, log=print):
         log(f"resumed {shown(resume_name)}: {resumed['epochs']} epoch(s) done, "
             f"{resumed['final_test_accuracy']:.2f}% test accuracy")
 
-    log(f"model: HybridCNN, {count_parameters(model):,} parameters, placement {placement.describe()}")
+    parameters = count_parameters(model)
+    log(f"model: HybridCNN, widths {','.join(map(str, network['channels']))}, {parameters:,} parameters "
+        f"({'under' if parameters < BUDGET else 'OVER'} the budget of {BUDGET:,}), placement "
+        f"{model.describe_placement()}")
     augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
                     else "on (the last epoch on the plain images)")
     log(f"training: {config.epochs} epoch(s), batch {config.batch_size}, peak lr {config.lr}, label smoothing "

@@ -2,18 +2,22 @@
 
     python -m model                    # print the layers and the parameter count
     python -m model --budget 25000     # exit 1 unless the count is under 25,000 (used by CI)
+    python -m model --channels 8,16,32 --budget 25000   # the same for other widths
 """
 import sys
 
 from model import HybridCNN, count_parameters, resolve_placement
+from model.network import CHANNELS, channel_list
 from utils.errors import OneLineErrors, positive_int, run_cli
 
 
 def main(argv=None):
     parser = OneLineErrors(prog="python -m model", description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=channel_list, default=CHANNELS,
+                        help=f"the conv blocks' widths (default: {','.join(map(str, CHANNELS))})")
     parser.add_argument("--budget", type=positive_int, help="fail unless the parameter count is under this number")
     args = parser.parse_args(argv)
-    model = HybridCNN(resolve_placement())
+    model = HybridCNN(resolve_placement(), channels=args.channels)
     print(model)
     parameters = count_parameters(model)
     if args.budget is None:

@@ -1,4 +1,4 @@
-"""HybridCNN: three conv blocks (10 -> 20 -> 28 channels) and a linear classifier, 17,296 parameters.
+"""HybridCNN: conv blocks (by default three: 10 -> 20 -> 28 channels) and a linear classifier.
 
 Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test accuracy over seeds 1-8):
 - The cost sits at full resolution. conv1 is a 5x5 convolution with stride 2 (28 -> 14), so no layer
@@ -17,12 +17,14 @@ Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test acc
   random number: with train.py's index_select batches, a training step is about 18% faster, for the
   same function (tests/test_layers.py).
 """
+import argparse
 import math
 
 import torch
 from torch import nn
 
-from model.placement import BLOCKS, Placement, make_reproducible, to_device
+from model.placement import Placement, make_reproducible, to_device
+from utils.errors import UserError
 
 
 class ConvBlock(nn.Module):
@@ -42,6 +44,12 @@ class ConvBlock(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=False)
         self.pool = nn.MaxPool2d(2) if pool else nn.Identity()
         self.bn = nn.BatchNorm2d(out_channels)
+
+    def output_side(self, side: int) -> int:
+        """The height (and width) of the maps this block makes from square maps of `side` pixels."""
+        (kernel, _), (stride, _), (padding, _) = self.conv.kernel_size, self.conv.stride, self.conv.padding
+        side = (side + 2 * padding - kernel) // stride + 1
+        return side // 2 if isinstance(self.pool, nn.MaxPool2d) else side
 
     def forward(self, x):
         if x.device.type == "cpu" and self.conv.in_channels > 1:
@@ -88,29 +96,78 @@ class Dropout(nn.Dropout):
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
 
 
+CHANNELS, DROPOUT = (10, 20, 28), 0.15  # the design's network: 17,296 parameters, under the 25,000 budget
+BUDGET = 25_000  # parameters: the network must stay under it (python -m model --budget, the CI job)
+MAX_BLOCKS, MAX_WIDTH = 5, 1024  # the most a checkpoint may ask to build: far past any budget here
+
+
+def channel_list(text):
+    """'8,16,32' -> (8, 16, 32): the conv blocks' widths, 2 to MAX_BLOCKS of them."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths separated by commas, such as 8,16,32, not {text!r}") from None
+    if not 2 <= len(widths) <= MAX_BLOCKS or not all(1 <= width <= MAX_WIDTH for width in widths):
+        raise argparse.ArgumentTypeError(f"2 to {MAX_BLOCKS} widths, each 1 to {MAX_WIDTH}, not {text!r}")
+    return widths
+
+
 class HybridCNN(nn.Module):
     """(N, 1, 28, 28) float -> (N, 10) logits. With no placement, everything runs on the CPU.
-    log_probabilities() gives the class probabilities that every figure and prediction of this project uses."""
+    log_probabilities() gives the class probabilities that every figure and prediction of this project uses.
 
-    def __init__(self, placement: Placement | None = None, dropout=0.15):
+    `channels` gives each conv block's width, 2 to 5 of them: the first block shrinks the digit to 14x14, the
+    second to 6x6 (conv and pool), every later one keeps 6x6. The blocks run in the order of `self.blocks`,
+    so a block appended there runs; the classifier's input size follows from the last block's output."""
+
+    def __init__(self, placement: Placement | None = None, channels=CHANNELS, dropout=DROPOUT):
         super().__init__()
-        self.conv1 = ConvBlock(1, 10, kernel=5, stride=2, padding=2)  # 28 -> 14
-        self.conv2 = ConvBlock(10, 20, pool=True)  # 14 -> 12 -> 6
-        self.conv3 = ConvBlock(20, 28, padding=1)  # 6 -> 6
-        self.fc = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(28 * 6 * 6, 10))
+        channels = tuple(channels)
+        if not 2 <= len(channels) <= MAX_BLOCKS or any(type(width) is not int or not 1 <= width <= MAX_WIDTH
+                                                       for width in channels):
+            raise UserError(f"channels must be 2 to {MAX_BLOCKS} conv blocks' widths, each 1 to {MAX_WIDTH}, "
+                            f"not {str(channels)[:60]}")
+        if not 0 <= dropout < 1:
+            raise UserError(f"dropout must be at least 0 and below 1, not {str(dropout)[:20]}")
+        self.arguments = {"channels": list(channels), "dropout": dropout}  # what a checkpoint records to rebuild it
+        widths = (1, *channels)
+        self.blocks = nn.ModuleList(
+            [ConvBlock(1, channels[0], kernel=5, stride=2, padding=2),  # 28 -> 14
+             ConvBlock(channels[0], channels[1], pool=True)]  # 14 -> 12 -> 6
+            + [ConvBlock(widths[i], widths[i + 1], padding=1) for i in range(2, len(channels))])  # 6 -> 6
+        side = 28
+        for block in self.blocks:
+            side = block.output_side(side)
+        self.fc = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(channels[-1] * side * side, 10))
         self.place(placement or Placement())
 
+    def block_names(self) -> list[str]:
+        return [f"conv{number}" for number in range(1, len(self.blocks) + 1)] + ["fc"]
+
     def place(self, placement: Placement) -> "HybridCNN":
-        """Move each stage to its device. The split point is data: Placement(..., split=3) moves conv3 too."""
-        blocks = [getattr(self, name) for name in BLOCKS]
-        self.stages = [(torch.device(placement.early), blocks[: placement.split]),
-                       (torch.device(placement.late), blocks[placement.split:])]
-        for device, modules in self.stages:
-            make_reproducible(device)
-            for module in modules:
-                module.to(device)
+        """Move each stage to its device: the first `placement.split` conv blocks, then the rest and the
+        classifier."""
+        if placement.split > len(self.blocks):
+            raise UserError(f"split {placement.split}: this network has {len(self.blocks)} conv blocks, so the "
+                            f"early stage holds 1 to {len(self.blocks)} of them")
         self.placement = placement
+        for device, stage in self.stages:
+            make_reproducible(device)
+            for module in stage:
+                module.to(device)
         return self
+
+    @property
+    def stages(self) -> list[tuple[torch.device, list[nn.Module]]]:
+        """(device, modules) of the early stage, then the late one: the blocks in order, then the classifier."""
+        modules, split = [*self.blocks, self.fc], self.placement.split
+        early, late = torch.device(self.placement.early), torch.device(self.placement.late)
+        return [(early, modules[:split]), (late, modules[split:])]
+
+    def describe_placement(self) -> str:
+        """For example: conv1,conv2 -> cuda:0 | conv3,fc -> cpu"""
+        names, split, placement = self.block_names(), self.placement.split, self.placement
+        return f"{','.join(names[:split])} -> {placement.early} | {','.join(names[split:])} -> {placement.late}"
 
     @property
     def input_device(self) -> torch.device:
@@ -140,7 +197,7 @@ class HybridCNN(nn.Module):
         return torch.logsumexp(each, 0) - math.log(len(SHIFTS))
 
     def extra_repr(self):
-        return f"placement: {self.placement.describe()}"
+        return f"placement: {self.describe_placement()}"
 
 
 def count_parameters(model: nn.Module) -> int:

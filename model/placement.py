@@ -13,8 +13,7 @@ import torch
 from utils.errors import UserError
 
 MODES = ("auto", "hybrid", "single")
-BLOCKS = ("conv1", "conv2", "conv3", "fc")  # in forward order; the plan splits this list in two
-DEFAULT_SPLIT = 2  # conv1, conv2 early; conv3, fc late
+DEFAULT_SPLIT = 2  # conv1, conv2 early; the rest and the classifier late
 
 # cuBLAS is deterministic only with a fixed workspace, and reads this when CUDA starts: set it before then
 # (a setting of the user's own wins). See make_reproducible.
@@ -41,14 +40,15 @@ class Machine:
 class Placement:
     early: str = "cpu"
     late: str = "cpu"
-    split: int = DEFAULT_SPLIT  # how many conv blocks run in the early stage (1 to 3)
+    split: int = DEFAULT_SPLIT  # how many conv blocks run in the early stage (1 to the network's number)
 
     def __post_init__(self):
         if not (isinstance(self.early, str) and isinstance(self.late, str)):
             raise UserError(f"devices are names such as cpu or cuda:0, not {type(self.early).__name__} and "
                             f"{type(self.late).__name__}")
-        if type(self.split) is not int or not 1 <= self.split <= 3:
-            raise UserError(f"split must be 1, 2 or 3 conv blocks in the early stage, not {str(self.split)[:20]}")
+        if type(self.split) is not int or self.split < 1:
+            raise UserError(f"split must be a number of conv blocks in the early stage, 1 or more, not "
+                            f"{str(self.split)[:20]}")
 
     @property
     def hybrid(self) -> bool:
@@ -64,11 +64,6 @@ class Placement:
         """cpu, cuda, mps, hybrid-cuda, hybrid-mps: used in checkpoint names."""
         accelerator = self.early.split(":")[0]
         return f"hybrid-{accelerator}" if self.hybrid else accelerator
-
-    def describe(self) -> str:
-        """For example: conv1,conv2 -> cuda:0 | conv3,fc -> cpu"""
-        early, late = ",".join(BLOCKS[: self.split]), ",".join(BLOCKS[self.split:])
-        return f"{early} -> {self.early} | {late} -> {self.late}"
 
     def to_dict(self) -> dict:
         return asdict(self)

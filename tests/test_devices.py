@@ -98,7 +98,7 @@ def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, small
     for a, b in zip(first[0].state_dict().values(), second[0].state_dict().values()):
         assert torch.equal(a, b)
     other = run(6)
-    assert not torch.equal(other[0].conv1.conv.weight, first[0].conv1.conv.weight)
+    assert not torch.equal(other[0].blocks[0].conv.weight, first[0].blocks[0].conv.weight)
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)

@@ -169,16 +169,16 @@ def test_constant_logits_fail_checks_4_and_7(mnist):
 def test_batch_statistics_at_evaluation_fail_check_5(trained_model, mnist):
     broken = HybridCNN()
     broken.load_state_dict(trained_model.state_dict())
-    broken.conv3.bn.track_running_stats = False  # normalizes with each batch's own statistics
-    broken.conv3.bn.running_mean = broken.conv3.bn.running_var = None
+    broken.blocks[2].bn.track_running_stats = False  # normalizes with each batch's own statistics
+    broken.blocks[2].bn.running_mean = broken.blocks[2].bn.running_var = None
     with pytest.raises(AssertionError, match="not close"):
         check_batch_equals_one_by_one(broken, normalized_test_digits(mnist, 64)[0])
 
 
 def test_a_layer_cut_off_from_the_gradient_fails_check_6(mnist):
     broken = HybridCNN()
-    broken.conv1.register_forward_hook(lambda module, inputs, output: output.detach())
-    with pytest.raises(AssertionError, match="no gradient reaches conv1.conv.weight"):
+    broken.blocks[0].register_forward_hook(lambda module, inputs, output: output.detach())
+    with pytest.raises(AssertionError, match="no gradient reaches blocks.0.conv.weight"):
         check_gradient_flow(broken, *normalized_test_digits(mnist, 64))
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from model import HybridCNN, Machine, Placement, resolve_placement
+from model.network import ConvBlock
 from model.placement import may_overlap
 from utils.errors import UserError
 
@@ -53,16 +54,18 @@ def test_bad_plans_are_clear_errors(machine, mode, device, message):
 
 def test_plan_is_plain_data_and_split_is_one_argument():
     plan = resolve_placement("auto", machine=ONE_GPU)
-    assert plan.describe() == "conv1,conv2 -> cuda:0 | conv3,fc -> cpu"
+    assert plan.early == "cuda:0" and plan.late == "cpu" and plan.split == 2
     assert plan.short_name == "hybrid-cuda" and plan.accelerator == "cuda:0"
     assert Placement("mps", "mps").accelerator == "mps" and Placement().accelerator is None
     assert Placement.from_dict(plan.to_dict()) == plan
     assert all(isinstance(value, (str, int)) for value in plan.to_dict().values())
-    moved = resolve_placement("auto", machine=ONE_GPU, split=3)
-    assert moved.describe() == "conv1,conv2,conv3 -> cuda:0 | fc -> cpu"
+    assert resolve_placement("auto", machine=ONE_GPU, split=3).split == 3
     assert "placement: conv1,conv2 -> cpu | conv3,fc -> cpu" in repr(HybridCNN())
     with pytest.raises(UserError, match="split must be"):
-        Placement(split=4)
+        Placement(split=0)
+    with pytest.raises(UserError, match="split 4: this network has 3 conv blocks"):
+        HybridCNN(Placement(split=4))
+    assert HybridCNN(Placement(split=4), channels=(8, 8, 8, 8)).placement.split == 4
 
 
 def test_only_host_to_cuda_copies_may_overlap():
@@ -102,27 +105,37 @@ def test_every_copy_between_devices_follows_that_rule():
     assert using == ["model/placement.py"]
 
 
-@pytest.mark.parametrize("split", [1, 2, 3])
-def test_the_first_split_blocks_run_in_the_early_stage_and_the_rest_in_the_late_one(split):
+EVERY_SPLIT = [(channels, split) for channels in ((8, 16), (10, 20, 28), (8, 16, 24, 24), (6, 8, 8, 8, 8))
+               for split in range(1, len(channels) + 1)]
+
+
+def block_of(parameter_name: str) -> str:
+    """'blocks.2.conv.weight' -> 'conv3', 'fc.2.bias' -> 'fc': the block names the log uses."""
+    parts = parameter_name.split(".")
+    return f"conv{int(parts[1]) + 1}" if parts[0] == "blocks" else parts[0]
+
+
+@pytest.mark.parametrize("channels, split", EVERY_SPLIT)
+def test_the_first_split_blocks_run_in_the_early_stage_and_the_rest_in_the_late_one(channels, split):
     """Which block runs where, told apart on a machine without an accelerator: an early stage on PyTorch's
     "meta" device (shapes, no data) holds exactly the first `split` blocks' weights, and the log names them."""
-    model = HybridCNN(Placement("meta", "cpu", split))
-    blocks = ["conv1", "conv2", "conv3", "fc"]
-    devices = {name.split(".")[0]: parameter.device.type for name, parameter in model.named_parameters()}
+    model = HybridCNN(Placement("meta", "cpu", split), channels=channels)
+    blocks = [f"conv{number}" for number in range(1, len(channels) + 1)] + ["fc"]
+    devices = {block_of(name): parameter.device.type for name, parameter in model.named_parameters()}
     assert devices == {block: "meta" if index < split else "cpu" for index, block in enumerate(blocks)}
-    assert model.placement.describe() == f"{','.join(blocks[:split])} -> meta | {','.join(blocks[split:])} -> cpu"
+    assert model.describe_placement() == f"{','.join(blocks[:split])} -> meta | {','.join(blocks[split:])} -> cpu"
 
 
-def test_the_blocks_run_in_order_whatever_the_split():
+@pytest.mark.parametrize("channels, split", EVERY_SPLIT)
+def test_the_blocks_run_in_order_whatever_the_split_and_a_block_added_to_the_list_runs(channels, split):
+    model = HybridCNN(Placement("cpu", "cpu", split), channels=channels).eval()
+    model.blocks.append(ConvBlock(channels[-1], channels[-1], padding=1))  # one more, shaped like the last
     ran = []
-    for split in (1, 2, 3):
-        model = HybridCNN(Placement("cpu", "cpu", split)).eval()
-        hooks = [module.register_forward_hook(lambda module, inputs, output, name=name: ran.append((split, name)))
-                 for name, module in model.named_children()]
-        model(torch.zeros(2, 1, 28, 28))
-        for hook in hooks:
-            hook.remove()
-    assert ran == [(split, name) for split in (1, 2, 3) for name in ("conv1", "conv2", "conv3", "fc")]
+    for index, module in enumerate([*model.blocks, model.fc]):
+        module.register_forward_hook(lambda module, inputs, output, index=index: ran.append((index, output.shape)))
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert [index for index, _ in ran] == list(range(len(channels) + 2))
+    assert ran[-2][1] == ran[-3][1]  # the added block ran, on the last block's output
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])

@@ -13,10 +13,10 @@ PEAK, WARMUP, STEPS, WEIGHT_DECAY = 0.2, 0.2, 150, 5e-4
 
 def train_steps(mnist, update, frozen):
     """STEPS real training steps of batch 32 from the same start; `update(model)` makes the optimizer step.
-    A frozen conv1 gets no gradient: both optimizers must leave it alone."""
+    A frozen first block gets no gradient: both optimizers must leave it alone."""
     torch.manual_seed(0)
     model = HybridCNN()
-    model.conv1.requires_grad_(not frozen)
+    model.blocks[0].requires_grad_(not frozen)
     step_once = update(model)
     for step in range(STEPS):
         images = train.normalize(mnist.train_images[step * 32:(step + 1) * 32])
@@ -52,7 +52,7 @@ def test_same_weights_as_torch_optim_bit_for_bit(mnist, frozen):
     theirs, ours = train_steps(mnist, with_torch_optim, frozen), train_steps(mnist, with_ours, frozen)
     if frozen:
         torch.manual_seed(0)
-        assert torch.equal(ours.conv1.conv.weight, HybridCNN().conv1.conv.weight)  # untouched, no decay
+        assert torch.equal(ours.blocks[0].conv.weight, HybridCNN().blocks[0].conv.weight)  # untouched, no decay
     for (name, a), b in zip(theirs.state_dict().items(), ours.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -13,7 +13,8 @@ from tqdm import tqdm
 import evaluate
 import train
 from model import HybridCNN, Placement, resolve_placement
-from utils.checkpoint import save_new
+from utils import job_summary
+from utils.checkpoint import load_model, save_new
 from utils.errors import UserError, run_cli
 from utils.sgd import SGD, OneCycle
 
@@ -108,6 +109,52 @@ def test_the_split_point_asked_for_is_the_one_trained_and_recorded(tmp_path, sma
     assert torch.load(path, weights_only=True)["placement"]["split"] == 3
 
 
+@pytest.mark.parametrize("channels", [(8, 16), (12, 16, 20, 24), (6, 8, 8, 8, 8)])
+def test_a_network_of_other_widths_trains_and_every_reader_rebuilds_it(tmp_path, small_mnist, channels, capsys):
+    """2 to 5 conv blocks, as --channels asks: the run learns, its checkpoint records the widths, and evaluate.py,
+    --resume and the CI job summary rebuild that network from it."""
+    model, path, history = train.train(quiet_config(tmp_path, channels=channels, split=len(channels)),
+                                       data=small_mnist, log=lambda message: None)
+    assert [block.conv.out_channels for block in model.blocks] == list(channels)
+    assert history[-1]["test_accuracy"] > 80  # 4,000 digits, one epoch: far above chance (10%)
+    recorded = torch.load(path, weights_only=True)
+    assert recorded["network"] == {"channels": list(channels), "dropout": 0.15}
+    rebuilt, _ = load_model(path)
+    assert [block.conv.out_channels for block in rebuilt.blocks] == list(channels)
+    images = train.normalize(small_mnist.test_images[:50])
+    assert torch.equal(rebuilt.eval()(images), model.eval()(images))
+    _, resumed, history = train.train(quiet_config(tmp_path, epochs=2, resume=str(path)), data=small_mnist,
+                                      log=lambda message: None)
+    assert len(history) == 2 and torch.load(resumed, weights_only=True)["network"]["channels"] == list(channels)
+    summary = [str(resumed), "--min-accuracy", "50", "--budget", "25000"]
+    assert run_cli(job_summary.main, summary) == 0, capsys.readouterr()
+
+
+def test_a_checkpoint_without_recorded_widths_loads_as_the_design_s_network(one_epoch_run, tmp_path, mnist):
+    """Checkpoints written when the blocks were the attributes conv1, conv2, conv3 (no "network" record): the
+    same network, the same predictions."""
+    state = torch.load(one_epoch_run[1], weights_only=True)
+    old = {key: value for key, value in state.items() if key != "network"}
+    old["model_state_dict"] = {re.sub(r"^blocks\.(\d)\.", lambda match: f"conv{int(match[1]) + 1}.", key): value
+                               for key, value in state["model_state_dict"].items()}
+    assert sorted({key.split(".")[0] for key in old["model_state_dict"]}) == ["conv1", "conv2", "conv3", "fc"]
+    torch.save(old, tmp_path / "old.pth")
+    (model, _), (before, _) = load_model(one_epoch_run[1]), load_model(tmp_path / "old.pth")
+    images = train.normalize(mnist.test_images[:200])
+    assert torch.equal(before(images), model(images))
+
+
+def test_resuming_with_other_widths_and_splitting_past_the_last_block_are_one_line(one_epoch_run, tmp_path, capsys):
+    argv = ["--resume", str(one_epoch_run[1]), "--epochs", "2", "--channels", "8,16", "--models-dir", str(tmp_path)]
+    assert run_cli(train.main, argv) == 1
+    assert capsys.readouterr().err == (f"error: {one_epoch_run[1]} holds a network of widths 10,20,28: it resumes "
+                                       "as it is (leave --channels out)\n")
+    assert run_cli(train.main, ["--channels", "8,16", "--split", "3", "--models-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == ("error: split 3: this network has 2 conv blocks, so the early stage holds "
+                                       "1 to 2 of them\n")
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
 @pytest.mark.parametrize("options, plain", [
     ({"epochs": 3}, [False, False, True]),  # several epochs: augmented, and the last one on the plain images
     ({"epochs": 2, "clean_last_epoch": False}, [False, False]),
@@ -186,7 +233,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, a
         assert torch.equal(a, b)
     if augment:
         changed = run("changed", resume=str(path), batch_size=50)  # a setting given again wins over the record
-        assert not torch.equal(changed.conv1.conv.weight, straight.conv1.conv.weight)
+        assert not torch.equal(changed.blocks[0].conv.weight, straight.blocks[0].conv.weight)
 
 
 def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path, tiny_mnist):
@@ -316,7 +363,10 @@ DAMAGED = {
     (["--batch-size", "1000000000"], "--batch-size: must be at most 8,192"),
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--placement", "sideways"], "--placement: invalid choice"),
-    (["--split", "4"], "--split: invalid choice: 4 (choose from 1, 2, 3)"),
+    (["--split", "0"], "--split: must be at least 1, not 0"),
+    (["--channels", "8"], "--channels: 2 to 5 widths, each 1 to 1024, not '8'"),
+    (["--channels", "8,16,x"], "--channels: widths separated by commas, such as 8,16,32, not '8,16,x'"),
+    (["--channels", "8,0"], "--channels: 2 to 5 widths, each 1 to 1024, not '8,0'"),
     (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),
     (["--seed", "-1"], "--seed: must be from 0 to 18446744073709551615, not -1"),
 ])

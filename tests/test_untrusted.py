@@ -35,22 +35,24 @@ def with_buffers(change, every=False):
 
 
 def first_weight(change):
-    return with_weights(lambda weights: weights.update({"conv1.conv.weight": change(weights["conv1.conv.weight"])}))
+    first = "blocks.0.conv.weight"
+    return with_weights(lambda weights: weights.update({first: change(weights[first])}))
 
 
 TENSORS = {  # what each damage does to a checkpoint, and the reason both readers give
     "nan_weight": (first_weight(lambda weight: weight * math.nan),
-                   "model_state_dict['conv1.conv.weight'] is a tensor with NaN or infinite values"),
+                   "model_state_dict['blocks.0.conv.weight'] is a tensor with NaN or infinite values"),
     "infinite_weight": (first_weight(lambda weight: weight.index_fill(0, torch.tensor([0]), math.inf)),
-                        "model_state_dict['conv1.conv.weight'] is a tensor with NaN or infinite values"),
+                        "model_state_dict['blocks.0.conv.weight'] is a tensor with NaN or infinite values"),
     "negative_variance": (with_weights(lambda weights: weights.update(
-        {"conv2.bn.running_var": -weights["conv2.bn.running_var"]})), "conv2.bn.running_var has negative variances"),
+        {"blocks.1.bn.running_var": -weights["blocks.1.bn.running_var"]})),
+        "blocks.1.bn.running_var has negative variances"),
     "integer_weight": (first_weight(lambda weight: weight.to(torch.int32)),
-                       "model_state_dict['conv1.conv.weight'] is a int32 tensor, not a floating-point one"),
-    "number_as_key": (with_weights(lambda weights: weights.update({3: weights.pop("conv1.conv.weight")})),
+                       "model_state_dict['blocks.0.conv.weight'] is a int32 tensor, not a floating-point one"),
+    "number_as_key": (with_weights(lambda weights: weights.update({3: weights.pop("blocks.0.conv.weight")})),
                       "model_state_dict holds an entry that is not a layer's name and a tensor"),
     "sparse_weight": (first_weight(lambda weight: weight.to_sparse()),
-                      "model_state_dict['conv1.conv.weight'] is a sparse_coo tensor, not a dense one"),
+                      "model_state_dict['blocks.0.conv.weight'] is a sparse_coo tensor, not a dense one"),
     "meta_buffer": (with_buffers(lambda buffer: torch.empty_like(buffer, device="meta")),
                     "optimizer_state_dict['momentum_buffers'][0] is a tensor without values (on the meta device)"),
     "sparse_buffer": (with_buffers(lambda buffer: buffer.to_sparse()),
@@ -129,3 +131,14 @@ def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_ru
     newest = "\\x1b]0;owned\\x07new\\r.pth"
     assert said[0] == f"{tmp_path / 'artifact.zip'} holds 2 checkpoints: reading the newest, {newest}"
     assert said[1].startswith(f"checkpoint: {tmp_path / 'artifact.zip'}: {newest} (HybridCNN")
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(one_epoch_run):
+    """`python evaluate.py models | head -1`: the reader leaves after a line; the program stops without a traceback,
+    with the status of a command that SIGPIPE ended (141), as other command-line tools do."""
+    process = subprocess.Popen([sys.executable, "evaluate.py", str(one_epoch_run[1])], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().startswith(b"checkpoint: ")
+    process.stdout.close()
+    assert process.wait(timeout=300) == 141
+    assert process.stderr.read() == b""

@@ -3,6 +3,7 @@ machine, one without a GPU too), written atomically (temporary file, then rename
 collide."""
 import io
 import math
+import re
 import shutil
 import stat
 import sys
@@ -16,6 +17,7 @@ from tempfile import TemporaryDirectory
 import torch
 
 from model import HybridCNN, Placement, count_parameters, resolve_placement
+from model.network import CHANNELS, DROPOUT, MAX_BLOCKS, MAX_WIDTH
 from utils.errors import UserError, shown
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
@@ -181,10 +183,17 @@ def damaged_values(state: dict) -> list[str]:
     checks = {"final_test_accuracy": math.isfinite(accuracy) and 0 <= accuracy <= 100,
               "epochs": state["epochs"] >= 1, "parameters": state["parameters"] >= 1}
     try:
-        Placement.from_dict(state["placement"])
-        checks["placement"] = True
+        split = Placement.from_dict(state["placement"]).split
     except (TypeError, UserError):
-        checks["placement"] = False
+        split = None
+    if "network" in state:  # HybridCNN's arguments; checkpoints before them hold the design's network
+        network = state["network"]
+        checks["network"] = (isinstance(network, dict) and set(network) == {"channels", "dropout"}
+                             and isinstance(network["channels"], list) and 2 <= len(network["channels"]) <= MAX_BLOCKS
+                             and all(type(width) is int and 1 <= width <= MAX_WIDTH for width in network["channels"])
+                             and is_number(network["dropout"]) and 0 <= network["dropout"] < 1)
+    blocks = len(network_of(state)["channels"]) if checks.get("network", True) else MAX_BLOCKS
+    checks["placement"] = split is not None and split <= blocks
     if "planned_epochs" in state:
         checks["planned_epochs"] = is_step(state["planned_epochs"]) and state["planned_epochs"] >= 1
     for key in ("rng_state", "generator_state"):
@@ -221,8 +230,12 @@ def damaged_values(state: dict) -> list[str]:
 def restore_model(model: torch.nn.Module, state: dict, path) -> None:
     """Load weights, refusing a state dict whose layers or shapes differ from this model's, or whose recorded
     parameter count is not the count of its weights."""
+    weights = state["model_state_dict"]
+    if "network" not in state:  # written when the blocks were attributes conv1, conv2, conv3: now blocks.0, 1, 2
+        weights = {re.sub(r"^conv(\d)\.", lambda match: f"blocks.{int(match[1]) - 1}.", key): value
+                   for key, value in weights.items()}
     try:
-        model.load_state_dict(state["model_state_dict"])
+        model.load_state_dict(weights)
     except RuntimeError as error:
         first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
         raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
@@ -236,12 +249,18 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
                         f"{count_parameters(model):,}")
 
 
+def network_of(state: dict) -> dict:
+    """HybridCNN's arguments as the checkpoint records them (checked by load_checkpoint); a checkpoint written
+    before they were recorded holds the design's network."""
+    return state.get("network", {"channels": list(CHANNELS), "dropout": DROPOUT})
+
+
 def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[HybridCNN, dict]:
-    """Rebuild the network a checkpoint records, for this machine: the recorded split point between the
-    stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
+    """Rebuild the network a checkpoint records, for this machine: its widths, the recorded split point between
+    the stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
     state = load_checkpoint(path, name)
     split = Placement.from_dict(state["placement"]).split  # checked by load_checkpoint
-    model = HybridCNN(resolve_placement(placement_mode, device, split=split))
+    model = HybridCNN(resolve_placement(placement_mode, device, split=split), **network_of(state))
     restore_model(model, state, name or path)
     return model.eval(), state
 
