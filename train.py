@@ -27,7 +27,7 @@ from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
 from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, network_of, restore_model,
-                              save_new, save_over)
+                              restore_optimizer, save_new, save_over)
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 from utils.files import writable_folder
@@ -209,8 +209,8 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
         loss = F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
-        optimizer.step(*schedule.values())
-        schedule.step += 1
+        optimizer.step()
+        schedule.step()
         loss_sum.add_(loss.detach(), alpha=len(index))
         correct += (logits.argmax(1) == target).sum()
         seen += len(index)
@@ -245,6 +245,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
         "architecture": ARCHITECTURE,
         "network": model.arguments,
         "model_state_dict": model.state_dict(),
+        "optimizer": type(optimizer).__name__,
         "optimizer_state_dict": optimizer.state_dict(),
         "schedule_state": schedule.state_dict(),
         "generator_state": generator.get_state(),
@@ -290,28 +291,30 @@ def train(config: Config, data=None, log=print):
         raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
                         f"({len(data.train_labels):,} images)")
 
-    optimizer = SGD(model.parameters(), weight_decay=config.weight_decay)
+    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum[0], weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    schedule = OneCycle(config.lr, config.epochs * steps_per_epoch, config.warmup, config.momentum)
-    first_epoch, history = 1, []
+    first_epoch, history, carrying_on = 1, [], False
     if resumed:
         restore_model(model, resumed, resume_name)
-        optimizer.load_state_dict(resumed["optimizer_state_dict"])
+        restore_optimizer(optimizer, resumed, resume_name)
         position = resumed.get("schedule_state")
-        if (resumed.get("planned_epochs") == config.epochs and isinstance(position, dict)
-                and position.get("total_steps") == schedule.total_steps):
+        carrying_on = (resumed.get("planned_epochs") == config.epochs and isinstance(position, dict)
+                       and position.get("total_steps") == config.epochs * steps_per_epoch)
+        if carrying_on:  # the same run: its schedule, shuffling and random draws where they stopped
             missing = [key for key in ("generator_state", "rng_state") if key not in resumed]
             if missing:
                 raise UserError(f"{resume_name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
-            schedule.step = position["step"]  # the same run, carried on
             generator.set_state(resumed["generator_state"])
             torch.set_rng_state(resumed["rng_state"])
             restore_accelerator_rng_states(resumed.get("device_rng_states", {}), placement, resume_name)
-        else:  # a longer run than planned: a fresh one-cycle schedule over the remaining epochs
-            schedule.total_steps = (config.epochs - resumed["epochs"]) * steps_per_epoch
         first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))
         log(f"resumed {shown(resume_name)}: {resumed['epochs']} epoch(s) done, "
             f"{resumed['final_test_accuracy']:.2f}% test accuracy")
+    # A longer run than planned gets a fresh one-cycle schedule over the epochs still to train
+    scheduled_epochs = config.epochs if carrying_on or not resumed else config.epochs - resumed["epochs"]
+    schedule = OneCycle(optimizer, config.lr, scheduled_epochs * steps_per_epoch, config.warmup, config.momentum)
+    if carrying_on:
+        schedule.load_state_dict(position)
 
     parameters = count_parameters(model)
     log(f"model: HybridCNN, widths {','.join(map(str, network['channels']))}, {parameters:,} parameters "
@@ -319,16 +322,16 @@ def train(config: Config, data=None, log=print):
         f"{model.describe_placement()}")
     augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
                     else "on (the last epoch on the plain images)")
-    log(f"training: {config.epochs} epoch(s), batch {config.batch_size}, peak lr {config.lr}, label smoothing "
-        f"{config.label_smoothing:g}, seed {config.seed}, augmentation {augmentation}")
+    log(f"training: {config.epochs} epoch(s), {type(optimizer).__name__}, batch {config.batch_size}, peak lr "
+        f"{config.lr}, label smoothing {config.label_smoothing:g}, seed {config.seed}, augmentation {augmentation}")
     train_images = data.train_images.to(model.input_device)
     train_labels = data.train_labels.to(model.output_device)
     path = None
     for epoch in range(first_epoch, config.epochs + 1):
         reset_peak_memory(placement.accelerator)
         started = time.perf_counter()
-        with tqdm(total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img",
-                  disable=config.quiet, leave=False, dynamic_ncols=True) as progress:
+        with tqdm(total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
+                  dynamic_ncols=True, disable=True if config.quiet else None) as progress:  # None: on a terminal only
             train_loss, train_accuracy, curve, first = train_one_epoch(
                 model, optimizer, schedule, train_images, train_labels, config, generator, progress,
                 config.augments(epoch))

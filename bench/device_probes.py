@@ -60,9 +60,10 @@ def label_mismatches(mode, device, digits):
     F.cross_entropy = probe
     try:
         config = train.Config()
-        schedule = OneCycle(config.lr, -(-len(labels) // config.batch_size), config.warmup)
-        train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), schedule, images, labels, config,
-                              torch.Generator().manual_seed(0), tqdm(disable=True))
+        optimizer = SGD(model.parameters(), config.lr, weight_decay=config.weight_decay)
+        schedule = OneCycle(optimizer, config.lr, -(-len(labels) // config.batch_size), config.warmup)
+        train.train_one_epoch(model, optimizer, schedule, images, labels, config, torch.Generator().manual_seed(0),
+                              tqdm(disable=True))
     finally:
         F.cross_entropy = cross_entropy
     synchronize = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}

@@ -38,10 +38,11 @@ def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device,
 
     monkeypatch.setattr(F, "cross_entropy", probe)
     config = train.Config()
-    schedule = OneCycle(config.lr, -(-len(labels) // config.batch_size), config.warmup)
+    optimizer = SGD(model.parameters(), config.lr, weight_decay=config.weight_decay)
+    schedule = OneCycle(optimizer, config.lr, -(-len(labels) // config.batch_size), config.warmup)
     with training_steps() as steps:
-        train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), schedule, images, labels, config,
-                              torch.Generator().manual_seed(0), tqdm(disable=True))
+        train.train_one_epoch(model, optimizer, schedule, images, labels, config, torch.Generator().manual_seed(0),
+                              tqdm(disable=True))
     synchronize(device)
     landed = torch.cat([target for target, _ in read]).cpu()
     assert torch.equal(torch.cat([copy for _, copy in read]).cpu(), landed)

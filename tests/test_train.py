@@ -23,6 +23,7 @@ from conftest import REPO, assert_bad_flags_rejected, by_epoch, is_plain, quiet_
 
 def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
     result, path = one_epoch_run
+    assert "\r" not in result.stderr  # no progress bar where no terminal shows it: a pipe, a file, a CI log
     placement = resolve_placement("auto")  # what train.py chose on this machine: all-CPU, or hybrid on a GPU
     assert re.fullmatch(rf"model_{placement.short_name}_\d{{8}}_\d{{6}}\.pth", path.name)
     state = torch.load(path, weights_only=True)  # plain types and tensors only
@@ -191,8 +192,9 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         generator = torch.Generator().manual_seed(0)
         order = list(train.batches(len(small_mnist.train_labels), config.batch_size, torch.Generator().manual_seed(0),
                                    "cpu", "cpu"))
-        train.train_one_epoch(model, SGD(model.parameters(), config.weight_decay), OneCycle(0.1, len(order), 0.2),
-                              small_mnist.train_images, small_mnist.train_labels, config, generator, tqdm(disable=True))
+        optimizer = SGD(model.parameters(), 0.1, weight_decay=config.weight_decay)
+        train.train_one_epoch(model, optimizer, OneCycle(optimizer, 0.1, len(order), 0.2), small_mnist.train_images,
+                              small_mnist.train_labels, config, generator, tqdm(disable=True))
         offsets = set()
         for batch, (index, _) in zip(seen, order):
             plain = small_mnist.train_images[index].float() / 255

@@ -28,9 +28,10 @@ def with_weights(change):
 
 def with_buffers(change, every=False):
     def damage(state):
-        buffers = [change(buffer) if every or index == 0 else buffer
-                   for index, buffer in enumerate(state["optimizer_state_dict"]["momentum_buffers"])]
-        return state | {"optimizer_state_dict": {"momentum_buffers": buffers}}
+        optimizer = state["optimizer_state_dict"]
+        buffers = {number: {"momentum_buffer": change(entry["momentum_buffer"]) if every or number == 0
+                            else entry["momentum_buffer"]} for number, entry in optimizer["state"].items()}
+        return state | {"optimizer_state_dict": optimizer | {"state": buffers}}
     return damage
 
 
@@ -54,11 +55,12 @@ TENSORS = {  # what each damage does to a checkpoint, and the reason both reader
     "sparse_weight": (first_weight(lambda weight: weight.to_sparse()),
                       "model_state_dict['blocks.0.conv.weight'] is a sparse_coo tensor, not a dense one"),
     "meta_buffer": (with_buffers(lambda buffer: torch.empty_like(buffer, device="meta")),
-                    "optimizer_state_dict['momentum_buffers'][0] is a tensor without values (on the meta device)"),
+                    "optimizer_state_dict['state'][0]['momentum_buffer'] is a tensor without values "
+                    "(on the meta device)"),
     "sparse_buffer": (with_buffers(lambda buffer: buffer.to_sparse()),
-                      "optimizer_state_dict['momentum_buffers'][0] is a sparse_coo tensor, not a dense one"),
+                      "optimizer_state_dict['state'][0]['momentum_buffer'] is a sparse_coo tensor, not a dense one"),
     "nan_buffers": (with_buffers(lambda buffer: buffer * math.nan, every=True),
-                    "optimizer_state_dict['momentum_buffers'][0] is a tensor with NaN or infinite values "
+                    "optimizer_state_dict['state'][0]['momentum_buffer'] is a tensor with NaN or infinite values "
                     "(and 10 more tensor(s))"),
 }
 

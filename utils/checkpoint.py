@@ -194,6 +194,8 @@ def damaged_values(state: dict) -> list[str]:
                              and is_number(network["dropout"]) and 0 <= network["dropout"] < 1)
     blocks = len(network_of(state)["channels"]) if checks.get("network", True) else MAX_BLOCKS
     checks["placement"] = split is not None and split <= blocks
+    if "optimizer" in state:  # the optimizer's class name
+        checks["optimizer"] = isinstance(state["optimizer"], str)
     if "planned_epochs" in state:
         checks["planned_epochs"] = is_step(state["planned_epochs"]) and state["planned_epochs"] >= 1
     for key in ("rng_state", "generator_state"):
@@ -247,6 +249,22 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
     if count_parameters(model) != state["parameters"]:
         raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
                         f"{count_parameters(model):,}")
+
+
+def restore_optimizer(optimizer, state: dict, path) -> None:
+    """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
+    trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
+    recorded, building = state.get("optimizer", "SGD"), type(optimizer).__name__  # SGD: before it was recorded
+    if recorded != building:
+        raise UserError(f"{path} was trained with {shown(recorded, 40)}, and train.py now builds {building}: "
+                        "its optimizer state cannot carry over")
+    try:
+        optimizer.load_state_dict(state["optimizer_state_dict"])
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError):  # what torch.optim raises about a misfit
+        raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and "
+                        f"optimizer") from None
 
 
 def network_of(state: dict) -> dict:
