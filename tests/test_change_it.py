@@ -1,5 +1,6 @@
 """Changes a user makes to train.py, made in a copy of the repo as a user would make them, and run as they would
 be run: each trains, saves, resumes and evaluates, or stops with one line."""
+import re
 import signal
 import subprocess
 import sys
@@ -7,9 +8,26 @@ import time
 
 import torch
 
-from conftest import fresh_copy
+from conftest import REPO, fresh_copy, run_shell
 
-ADAM = "optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)"
+SECTION = (REPO / "README.md").read_text().split("\n## Change it\n")[1].split("\n## ")[0]
+COMMANDS = re.search(r"```bash\n(.*?)```", SECTION, re.DOTALL)[1].splitlines()  # each run as written, comment too
+(ADAM,) = [line.strip() for line in re.search(r"```python\n(.*?)```", SECTION, re.DOTALL)[1].splitlines()]
+
+
+def test_the_readme_s_other_widths_and_one_more_block_work_as_written(tmp_path, real_raw_dir):
+    fresh_copy(tmp_path, real_raw_dir)
+    assert len(COMMANDS) == 3
+    for command in COMMANDS:
+        result = run_shell(command, cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        if command.startswith("python train.py"):
+            widths = [int(width) for width in command.split("--channels ")[1].split()[0].split(",")]
+            newest = max(checkpoints(tmp_path), key=lambda path: path.stat().st_mtime)
+            assert torch.load(newest, weights_only=True)["network"]["channels"] == widths
+            assert f"widths {','.join(map(str, widths))}, " in result.stdout and "(under the budget" in result.stdout
+        else:
+            assert result.stdout.splitlines()[-1].endswith(": ok")
 
 
 def with_adam(folder, raw_dir):
