@@ -59,7 +59,7 @@ MUTANTS = [
       "order.to(label_device).split(batch_size)", "order.flip(0).to(label_device).split(batch_size)",
       f"{DEVICES} -k loss_reads"),
     m("train", "the learning-rate schedule never advances", "train.py",
-      "        schedule.step += 1\n", "", f"{TRAIN} -k 'recipe or extends'"),
+      "        schedule.step()\n", "", f"{TRAIN} -k 'recipe or extends'"),
     m("train", "the test set is evaluated in training mode (batch statistics, dropout)", "train.py",
       "    model.eval()\n    log_probabilities", "    log_probabilities",
       f"{TRAIN}::test_one_epoch_reaches_99_and_checkpoint_is_complete"),
