@@ -1,21 +1,15 @@
 """HybridCNN: conv blocks (by default three: 10 -> 20 -> 28 channels) and a linear classifier.
 
-Design, measured on a 2-core CPU (one epoch, batch 64, SGD + one-cycle; test accuracy over seeds 1-8):
+Why this shape (each choice measured: docs/performance.md, "Why the network has this shape"):
 - The cost sits at full resolution. conv1 is a 5x5 convolution with stride 2 (28 -> 14), so no layer
-  outputs 28x28 or 26x26 maps, and no max-pool is needed there. Against the previous design (3x3 unpadded
-  conv1 at 26x26 followed by a max-pool, whose forward and backward alone took 1.6 ms of a 7.5 ms
-  step), a training step is about 16% faster (median of 6 interleaved rounds) for the same accuracy:
-  99.08% mean, 98.96-99.17%, against 99.05% (98.89-99.19%). A 3x3 stride-2 conv1 was as fast but
-  reached 98.95% (seeds 1-3); each 5x5 output sees more of the digit than 3x3 + pool (4x4) did.
+  outputs 28x28 maps and no max-pool is needed there; each 5x5 output sees more of the digit than a
+  3x3 convolution and a pool did, for a faster step at the same accuracy.
 - conv2 pools *before* its BatchNorm and ReLU: max-pooling commutes with ReLU (and with BN where its
   scale is positive), so BN and ReLU touch a quarter of the values.
-- Head: 28 x 6 x 6 -> 10. A larger 28 x 7 x 7 head (20.8k parameters) and a hidden classifier layer
-  (21.3k) bought no accuracy in the earlier design, so the rest of the 25k budget is left unspent.
-- conv1 without padding (28 -> 12; 6x6 -> 5x5 later, 14.2k parameters) would cut 30% of the conv
-  work, but reached 99.04% against 99.12% (seeds 1-4), so the padding stays.
+- Head: 28 x 6 x 6 -> 10. A larger head and a hidden classifier layer bought no accuracy, so the rest of
+  the 25k budget is left unspent. conv1 keeps its padding: without it the work shrinks, and the accuracy too.
 - On the CPU, ConvBlock runs its conv and pool channels-last and Dropout draws its mask four elements per
-  random number: with train.py's index_select batches, a training step is about 18% faster, for the
-  same function (tests/test_layers.py).
+  random number: a faster training step for the same function (tests/test_layers.py).
 """
 import argparse
 import math
@@ -31,12 +25,10 @@ class ConvBlock(nn.Module):
     """conv (no bias: BatchNorm cancels it) -> optional 2x2 max-pool -> BatchNorm -> ReLU.
 
     On the CPU, a conv of several input channels and its pool run on a channels-last copy of the input:
-    there oneDNN's conv backward is about a quarter faster (conv2's forward and backward: 1.5 ms against
-    2.8 ms) and PyTorch's 2x2 max-pool forward about 5x faster (110 us against 550 us on conv2's output),
-    while BatchNorm is several times slower, so it gets the usual layout back. Each gradient goes back in
-    its forward's layout (Relayout): the max-pool's backward, for one, takes 180 us when handed the other
-    layout, 45 us when not. conv1's single input channel gains nothing there (forward and backward:
-    0.29 ms in the usual layout, 0.32 ms channels-last), so it skips the two copies.
+    there oneDNN's conv backward and PyTorch's 2x2 max-pool forward are faster, while BatchNorm is several
+    times slower, so it gets the usual layout back. Each gradient goes back in its forward's layout
+    (Relayout): the max-pool's backward, for one, is slow when handed the other layout. conv1's single input
+    channel gains nothing there, so it skips the two copies.
     """
 
     def __init__(self, in_channels, out_channels, kernel=3, stride=1, padding=0, pool=False):
@@ -91,8 +83,8 @@ class Dropout(nn.Dropout):
 
 
 # Test-time augmentation: what log_probabilities() averages over, as (rows, columns) moves: the image itself
-# and its four one-pixel shifts. One epoch, seeds 101-120 (one thread): 99.14% mean (99.07-99.21%) against
-# 99.08% (98.89-99.21%) from the image alone; the eight shifts of the 3x3 neighbourhood gave no more (99.15%).
+# and its four one-pixel shifts (more accurate than the image alone; the eight shifts of the 3x3
+# neighbourhood gave no more).
 SHIFTS = ((0, 0), (0, 1), (0, -1), (1, 0), (-1, 0))
 
 

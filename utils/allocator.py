@@ -3,10 +3,8 @@
 glibc serves blocks over its mmap threshold (128 KiB, adjusted upward on the fly) with fresh pages from
 the kernel and trims the heap whenever its free top exceeds the trim threshold. A training step
 allocates and frees activations of up to about 2 MB each, so every step page-faulted its memory in
-again: over 700,000 page faults and about 2 s of system time per `python train.py --epochs 1` here.
-With these settings the same run takes about 100,000 faults and 0.4 s of system time, and the training
-loop's median fell from 6.86 s to 5.58 s (6 interleaved pairs of runs; the whole process from 9.25 s to
-8.02 s). The extra memory held is a few tens of MB.
+again. With these settings a one-epoch run has a seventh of the page faults and a faster loop, for a few
+tens of MB held (docs/performance.md).
 """
 import ctypes
 import ctypes.util

@@ -23,9 +23,8 @@ from utils.files import is_ours, kind_of, regular_file, replace_atomically, repo
 
 ARCHITECTURE = "HybridCNN"
 MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
-MAX_BATCH = 8192  # the largest batch train.py takes, so the largest a checkpoint records. The process's peak memory
-#                   on a CPU: 1.26 GB at batch 4,096, 1.46 GB at 10,000 (about 34 KB more per image); 60,000 went past
-#                   4.5 GB. Batches this large learn little in an epoch anyway.
+MAX_BATCH = 8192  # the largest batch train.py takes, so the largest a checkpoint records: larger ones take gigabytes
+#                   of memory (docs/performance.md) and learn little in an epoch anyway
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what weights and optimizer state may be
 COUNTERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # BatchNorm's num_batches_tracked
 REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,

@@ -48,7 +48,8 @@ def augmentation_grid(originals, augmented, labels, folder, fixed=False):
     axis.tick_params(length=0)
     for spine in axis.spines.values():
         spine.set_visible(False)
-    figure.suptitle("What training sees: the original and random augmentations", fontsize=11)
+    figure.suptitle("What runs of several epochs train on: the original and random augmentations\n"
+                    "(a one-epoch run sees its digits as they are, each batch shifted by up to one pixel)", fontsize=11)
     return save(figure, folder, "augmentation", fixed)
 
 
