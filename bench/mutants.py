@@ -234,7 +234,8 @@ def working_copy(target: Path) -> None:
 def run_tests(copy: Path, tests: str, timeout: float) -> tuple[str, str]:
     """(verdict, detail): "passed", "failed" with the first failing test, "hung", or "error" with pytest's words."""
     env = os.environ | {"PYTHONDONTWRITEBYTECODE": "1"}  # no stale .pyc of a mutated file survives its restoring
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *shlex.split(tests)]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", "-m", "slow or not slow",
+               *shlex.split(tests)]  # both tiers
     try:
         result = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from conftest import REPO, fresh_copy, run_shell
@@ -15,6 +16,7 @@ COMMANDS = re.search(r"```bash\n(.*?)```", SECTION, re.DOTALL)[1].splitlines()  
 (ADAM,) = [line.strip() for line in re.search(r"```python\n(.*?)```", SECTION, re.DOTALL)[1].splitlines()]
 
 
+@pytest.mark.slow
 def test_the_readme_s_other_widths_and_one_more_block_work_as_written(tmp_path, real_raw_dir):
     fresh_copy(tmp_path, real_raw_dir)
     assert len(COMMANDS) == 3
@@ -47,6 +49,7 @@ def checkpoints(folder):
     return [path for path in (folder / "models").glob("*.pth") if not path.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_torch_optim_adam_in_place_of_sgd_trains_saves_resumes_and_evaluates(tmp_path, real_raw_dir, one_epoch_run):
     repo = with_adam(tmp_path, real_raw_dir)
     # interrupted: Ctrl-C once epoch 1's checkpoint is written, while epoch 2 trains

@@ -19,6 +19,7 @@ from utils.files import PARTIAL, remove_leftovers, writable_folder
 from conftest import left_on, needs_mount, on_small_disk, run_script
 
 
+@pytest.mark.slow
 @needs_mount
 def test_a_full_disk_at_the_checkpoint_is_one_line_and_the_last_good_checkpoint_stays(tmp_path, mnist):
     disk = tmp_path / "disk"  # room for one checkpoint, not for its replacement beside it

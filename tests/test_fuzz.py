@@ -3,9 +3,12 @@ path can be and under names the system refuses or a terminal cannot show, each r
 case must end in a result or one UserError line within its time limit, and the run within the memory bound."""
 import re
 
+import pytest
+
 from conftest import run_script
 
 
+@pytest.mark.slow
 def test_a_thousand_mutated_files_end_in_a_result_or_one_line(mnist):
     result = run_script("bench/fuzz.py", "--cases", "1000", "--seed", "0")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

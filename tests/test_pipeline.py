@@ -9,6 +9,7 @@ import run_pipeline
 from conftest import REPO, assert_bad_flags_rejected, run_script
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end(tmp_path, mnist):
     """A run that misses its bar (one epoch does not reach 99.99%) says so and exits 1, with everything it made
     kept. (A run that reaches it: tests/test_workflow.py runs the CI's pipeline step.)"""

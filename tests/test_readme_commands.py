@@ -1,10 +1,12 @@
 """The commands the original README documents, run exactly as written in a fresh copy of the repo (the
 training command is conftest's one_epoch_run, which test_train checks)."""
+import pytest
 from PIL import Image
 
 from conftest import run_shell
 
 
+@pytest.mark.slow
 def test_the_original_test_command_works_as_written(clone, one_epoch_run):
     result = run_shell("PYTHONPATH=$PYTHONPATH:$(pwd) pytest tests/test_model.py -v", cwd=clone)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
