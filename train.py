@@ -180,13 +180,15 @@ def evaluate(model, images, labels, batch_size=200):
 def train_one_epoch(model, optimizer, schedule, images, labels, config, generator, progress, augmenting=False):
     """One pass over the training set, augmented or not. `images` are on the model's input device, `labels`
     on its output device (where the loss is computed). Returns the mean loss (the loss optimized: label-smoothed
-    where the config smooths) and accuracy (percent) over the epoch, and the training curve: (images seen, loss,
-    accuracy) averaged over each stretch of 25 steps; and (images, seconds) at the first of those stretches'
-    ends, where an accelerator's start-up (CUDA context, cuDNN, kernel loading) falls."""
+    where the config smooths), the mean cross-entropy of the batches' predictions (the test loss's measure) and
+    accuracy (percent) over the epoch, and the training curve: (images seen, loss, accuracy, cross-entropy)
+    averaged over each stretch of 25 steps; and (images, seconds) at the first of those stretches' ends, where
+    an accelerator's start-up (CUDA context, cuDNN, kernel loading) falls."""
     model.train()
     loss_sum = torch.zeros((), device=model.output_device)
+    cross_entropy_sum = torch.zeros((), device=model.output_device)
     correct = torch.zeros((), dtype=torch.long, device=model.output_device)
-    seen, started, curve, last, first = 0, time.perf_counter(), [], (0, 0.0, 0), None
+    seen, started, curve, last, first = 0, time.perf_counter(), [], (0, 0.0, 0, 0.0), None
     for step, (index, label_index) in enumerate(batches(len(images), config.batch_size, generator,
                                                         images.device, labels.device), 1):
         batch = images.index_select(0, index).float().div_(255)  # several times faster than images[index]
@@ -203,21 +205,24 @@ def train_one_epoch(model, optimizer, schedule, images, labels, config, generato
         optimizer.step()
         schedule.step()
         loss_sum.add_(loss.detach(), alpha=len(index))
+        plain = F.nll_loss(logits.detach().log_softmax(1), target) if config.label_smoothing else loss.detach()
+        cross_entropy_sum.add_(plain, alpha=len(index))
         correct += (logits.argmax(1) == target).sum()
         seen += len(index)
         if step % 25 == 0 or seen == len(images):  # reading the sums back syncs an accelerator: not every step
-            total_loss, total_correct = loss_sum.item(), correct.item()
+            total_loss, total_correct, total_cross_entropy = loss_sum.item(), correct.item(), cross_entropy_sum.item()
             if not math.isfinite(total_loss):
                 raise UserError(f"the training loss became {total_loss} at step {step} (learning rate "
                                 f"{config.lr} too high?); stopped, and no checkpoint was written for this epoch")
             window = seen - last[0]
-            curve.append((seen, (total_loss - last[1]) / window, (total_correct - last[2]) / window * 100))
-            last = (seen, total_loss, total_correct)
+            curve.append((seen, (total_loss - last[1]) / window, (total_correct - last[2]) / window * 100,
+                          (total_cross_entropy - last[3]) / window))
+            last = (seen, total_loss, total_correct, total_cross_entropy)
             first = first or (seen, time.perf_counter() - started)
             progress.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{total_correct / seen * 100:.2f}%",
                                  img_s=f"{seen / (time.perf_counter() - started):,.0f}", refresh=False)
         progress.update(len(index))
-    return loss_sum.item() / seen, correct.item() / seen * 100, curve, first
+    return loss_sum.item() / seen, cross_entropy_sum.item() / seen, correct.item() / seen * 100, curve, first
 
 
 def carried_on(config: Config, resumed: dict) -> Config:
@@ -323,12 +328,13 @@ def train(config: Config, data=None, log=print):
         started = time.perf_counter()
         with tqdm(total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
                   dynamic_ncols=True, disable=True if config.quiet else None) as progress:  # None: on a terminal only
-            train_loss, train_accuracy, curve, first = train_one_epoch(
+            train_loss, train_cross_entropy, train_accuracy, curve, first = train_one_epoch(
                 model, optimizer, schedule, train_images, train_labels, config, generator, progress,
                 config.augments(epoch))
         train_seconds = time.perf_counter() - started
         test_loss, test_accuracy, _ = evaluate(model, data.test_images, data.test_labels)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+        history.append({"epoch": epoch, "train_loss": train_loss, "train_cross_entropy": train_cross_entropy,
+                        "train_accuracy": train_accuracy,
                         "test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
                         "first_steps": {"images": first[0], "seconds": first[1]}, "curve": curve,
                         "device_peak_mb": peak_memory_mb(placement.accelerator)})

@@ -204,6 +204,23 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         assert offsets == ({(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)} if shift else {(0, 0)})
 
 
+def test_the_training_cross_entropy_is_recorded_beside_the_loss_optimized(tmp_path, small_mnist):
+    """A label-smoothed loss sits above the cross-entropy of the same predictions (its floor is the smoothed
+    target's entropy), so the curves take the training cross-entropy, the test loss's own measure. Without
+    smoothing the two are one figure."""
+    for smoothing in (0.0, 0.2):
+        _, path, history = train.train(quiet_config(tmp_path / str(smoothing), label_smoothing=smoothing),
+                                       data=small_mnist, log=lambda message: None)
+        epoch = torch.load(path, weights_only=True)["history"][0]
+        assert epoch == history[0] and all(len(point) == 4 for point in epoch["curve"])
+        if smoothing:
+            assert epoch["train_cross_entropy"] < epoch["train_loss"] - 0.1  # a model that learned: far below
+            assert epoch["curve"][-1][3] < epoch["curve"][-1][1]
+        else:
+            assert epoch["train_cross_entropy"] == pytest.approx(epoch["train_loss"], rel=1e-6)
+            assert all(point[3] == pytest.approx(point[1], rel=1e-6) for point in epoch["curve"])
+
+
 @pytest.mark.parametrize("augment", [False, True])
 def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, augment):
     """A 3-epoch run started with its own recipe (batch size, learning rate, smoothing, weight decay, warm-up,

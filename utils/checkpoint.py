@@ -161,8 +161,9 @@ def is_epoch_record(entry) -> bool:
     return (isinstance(entry, dict) and type(entry.get("epoch")) is int and entry["epoch"] >= 1
             and all(is_number(entry.get(key)) for key in ("train_loss", "train_accuracy", "test_loss",
                                                           "test_accuracy", "train_seconds"))
-            and isinstance(entry.get("curve"), list) and all(
-                isinstance(point, (list, tuple)) and len(point) == 3 and all(map(is_number, point))
+            and is_number(entry.get("train_cross_entropy", 0))  # recorded since 2026-12-03
+            and isinstance(entry.get("curve"), list) and all(  # (seen, loss, accuracy[, cross-entropy])
+                isinstance(point, (list, tuple)) and len(point) in (3, 4) and all(map(is_number, point))
                 for point in entry["curve"]))
 
 

@@ -54,27 +54,32 @@ def augmentation_grid(originals, augmented, labels, folder, fixed=False):
 
 
 def training_curves(history, train_size, folder, fixed=False):
-    """Loss and accuracy: training over steps (25-step averages) and per epoch, test per epoch."""
+    """Cross-entropy and accuracy: training over steps (25-step averages) and per epoch, test per epoch. Both
+    losses in one measure, the cross-entropy of the predicted probabilities, whatever loss training optimized
+    (label-smoothed in a one-epoch run); a run recorded before its cross-entropy was shows the loss optimized."""
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    plain = all(len(point) == 4 for entry in history for point in entry["curve"])
     for entry in history:
         start = entry["epoch"] - 1
-        x = [start + seen / train_size for seen, _, _ in entry["curve"]]
-        for axis, column in ((loss_axis, 1), (accuracy_axis, 2)):  # curve points: (seen, loss, accuracy)
+        x = [start + point[0] / train_size for point in entry["curve"]]
+        for axis, column in ((loss_axis, 3 if plain else 1), (accuracy_axis, 2)):  # (seen, loss, accuracy, c-e)
             axis.plot(x, [point[column] for point in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
                       label="train, 25-step average" if start == 0 else None)
     epochs = [entry["epoch"] for entry in history]
-    units = {"loss": " (train: as optimized)", "accuracy": " (%)"}  # label-smoothed in a one-epoch run
+    train_keys = {"loss": "train_cross_entropy" if plain else "train_loss", "accuracy": "train_accuracy"}
+    names = {"loss": "cross-entropy" if plain else "loss (train: as optimized)", "accuracy": "accuracy (%)"}
     for axis, key in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
-        axis.plot(epochs, [entry[f"train_{key}"] for entry in history], "o-", color="tab:blue",
-                  label="train, epoch mean")
+        axis.plot(epochs, [entry.get(train_keys[key], entry[f"train_{key}"]) for entry in history], "o-",
+                  color="tab:blue", label="train, epoch mean")
         axis.plot(epochs, [entry[f"test_{key}"] for entry in history], "s-", color="tab:red",
                   label="test, end of epoch")
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key + units[key])
+        axis.set_ylabel(names[key])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     loss_axis.set_yscale("log")
-    accuracy_axis.set_ylim(max(0, min(a for e in history for _, _, a in e["curve"][1:] or [(0, 0, 90)]) - 1), 100.2)
+    accuracy_axis.set_ylim(max(0, min(point[2] for e in history for point in e["curve"][1:] or [(0, 0, 90)]) - 1),
+                           100.2)
     last = history[-1]
     figure.suptitle(f"Training curves: {last['test_accuracy']:.2f}% test accuracy after {last['epoch']} epoch(s)")
     return save(figure, folder, "training_curves", fixed)
