@@ -70,7 +70,7 @@ MUTANTS = [
       'if resumed and resumed["epochs"] >= config.epochs:', 'if resumed and resumed["epochs"] > config.epochs:',
       f"{TRAIN} -k refuses_other_architecture"),
     m("train", "a resume starts the momentum afresh", "train.py",
-      '        optimizer.load_state_dict(resumed["optimizer_state_dict"])\n', "", f"{TRAIN} -k resume"),
+      "        restore_optimizer(optimizer, resumed, resume_name)\n", "", f"{TRAIN} -k resume"),
     m("train", "the batches come in the same order whatever the seed", "train.py",
       "generator = torch.Generator().manual_seed(config.seed)", "generator = torch.Generator().manual_seed(0)",
       f"{TRAIN} -k seed {DEVICES}"),
@@ -192,7 +192,7 @@ MUTANTS = [
     m("images", "digits fill the whole 28x28 field instead of a 20x20 box", "utils/images.py",
       "BOX, FIELD = 20, 28", "BOX, FIELD = 28, 28", f"{EVALUATE} -k 'round_trip or image'"),
     m("images", "dark-on-light drawings are not inverted", "utils/images.py",
-      "ink = np.abs(gray - background)", "ink = gray - background", f"{EVALUATE} -k 'image or drawn'"),
+      "np.abs(ink, out=ink)", "np.maximum(ink, 0, out=ink)", f"{EVALUATE} -k 'image or drawn'"),
     m("images", "a straight stroke (a 1) is never widened: the crop's border counts as ink", "utils/images.py",
       "mask = F.pad((ink > 0).float(), [1] * 4)", "mask = (ink > 0).float()", f"{EVALUATE} -k 'made_the_way'"),
     m("images", "thin pens are widened to half MNIST's stroke width", "utils/images.py",
@@ -279,6 +279,12 @@ def main(argv=None):
             parser.error(f"--only: no bug numbered {', '.join(map(str, unknown))} (1 to {len(MUTANTS)})")
         numbered = [(number, mutant) for number, mutant in numbered if number in args.only]
 
+    stale = [f"bug {number} ({mutant.bug}): {old!r} occurs {(REPO / mutant.path).read_text().count(old)} times in "
+             f"{mutant.path}" for number, mutant in numbered for old, _ in mutant.edits
+             if (REPO / mutant.path).read_text().count(old) != 1]
+    if stale:  # before any test runs: an entry the code has moved away from would stop the run halfway
+        raise SystemExit("error: update these entries in bench/mutants.py, each text must occur once:\n"
+                         + "\n".join(stale))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mutants-") as folder:
         copy = Path(folder)
