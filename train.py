@@ -235,6 +235,17 @@ def carried_on(config: Config, resumed: dict) -> Config:
     return replace(config, **{name: recorded[name] for name in wanted if name in recorded})
 
 
+def used_hyperparameters(config: Config, optimizer) -> dict:
+    """The recipe as the optimizer used it: its own weight decay, and the momentum range only where the schedule
+    had a momentum (or Adam's first beta) to move; the rest from the config."""
+    group = optimizer.param_groups[0]
+    used = {name: getattr(config, name) for name in HYPERPARAMETERS}
+    used |= {"augment": config.augmenting, "weight_decay": group.get("weight_decay", 0)}
+    if "momentum" not in group and "betas" not in group:
+        del used["momentum"]
+    return used
+
+
 def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done, history, generator):
     last = history[-1]
     return {
@@ -256,7 +267,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
         "history": history,
         "parameters": count_parameters(model),
         "seed": config.seed,
-        "hyperparameters": {name: getattr(config, name) for name in HYPERPARAMETERS} | {"augment": config.augmenting},
+        "hyperparameters": used_hyperparameters(config, optimizer),
         "torch_version": str(torch.__version__),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -318,8 +329,11 @@ def train(config: Config, data=None, log=print):
         f"{model.describe_placement()}")
     augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
                     else "on (the last epoch on the plain images)")
-    log(f"training: {config.epochs} epoch(s), {type(optimizer).__name__}, batch {config.batch_size}, peak lr "
-        f"{config.lr}, label smoothing {config.label_smoothing:g}, seed {config.seed}, augmentation {augmentation}")
+    used = used_hyperparameters(config, optimizer)
+    momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
+    log(f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
+        f"{momentum}), batch {config.batch_size}, peak lr {config.lr}, label smoothing {config.label_smoothing:g}, "
+        f"warm-up {config.warmup:g}, seed {config.seed}, augmentation {augmentation}")
     train_images = data.train_images.to(model.input_device)
     train_labels = data.train_labels.to(model.output_device)
     path = None

@@ -70,6 +70,9 @@ def test_torch_optim_adam_in_place_of_sgd_trains_saves_resumes_and_evaluates(tmp
     carried = run(repo, "train.py", "--epochs", "2", "--resume", "models", "--quiet")
     assert carried.returncode == 0, carried.stderr
     assert "resumed" in carried.stdout and "batch 500, peak lr 0.005" in carried.stdout
+    assert "Adam (weight decay 0, momentum 0.95-0.85)" in carried.stdout  # what Adam used: no decay, beta1 cycled
+    assert torch.load(max(checkpoints(repo), key=lambda path: path.stat().st_mtime),
+                      weights_only=True)["hyperparameters"]["weight_decay"] == 0
     extended = run(repo, "train.py", "--epochs", "3", "--resume", "models", "--lr", "0.002", "--quiet")
     assert extended.returncode == 0, extended.stderr
     evaluated = run(repo, "evaluate.py", "models")
