@@ -93,13 +93,20 @@ BUDGET = 25_000  # parameters: the network must stay under it (python -m model -
 MAX_BLOCKS, MAX_WIDTH = 5, 1024  # the most a checkpoint may ask to build: far past any budget here
 
 
+def buildable(channels) -> bool:
+    """Whether HybridCNN builds these conv blocks' widths: 2 to MAX_BLOCKS whole numbers, each 1 to MAX_WIDTH.
+    The one rule for the constructor, the --channels flag and a checkpoint's record."""
+    return 2 <= len(channels) <= MAX_BLOCKS and all(type(width) is int and 1 <= width <= MAX_WIDTH
+                                                    for width in channels)
+
+
 def channel_list(text):
     """'8,16,32' -> (8, 16, 32): the conv blocks' widths, 2 to MAX_BLOCKS of them."""
     try:
         widths = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"widths separated by commas, such as 8,16,32, not {text!r}") from None
-    if not 2 <= len(widths) <= MAX_BLOCKS or not all(1 <= width <= MAX_WIDTH for width in widths):
+    if not buildable(widths):
         raise argparse.ArgumentTypeError(f"2 to {MAX_BLOCKS} widths, each 1 to {MAX_WIDTH}, not {text!r}")
     return widths
 
@@ -115,18 +122,16 @@ class HybridCNN(nn.Module):
     def __init__(self, placement: Placement | None = None, channels=CHANNELS, dropout=DROPOUT):
         super().__init__()
         channels = tuple(channels)
-        if not 2 <= len(channels) <= MAX_BLOCKS or any(type(width) is not int or not 1 <= width <= MAX_WIDTH
-                                                       for width in channels):
+        if not buildable(channels):
             raise UserError(f"channels must be 2 to {MAX_BLOCKS} conv blocks' widths, each 1 to {MAX_WIDTH}, "
                             f"not {str(channels)[:60]}")
         if not 0 <= dropout < 1:
             raise UserError(f"dropout must be at least 0 and below 1, not {str(dropout)[:20]}")
         self.arguments = {"channels": list(channels), "dropout": dropout}  # what a checkpoint records to rebuild it
-        widths = (1, *channels)
         self.blocks = nn.ModuleList(
             [ConvBlock(1, channels[0], kernel=5, stride=2, padding=2),  # 28 -> 14
              ConvBlock(channels[0], channels[1], pool=True)]  # 14 -> 12 -> 6
-            + [ConvBlock(widths[i], widths[i + 1], padding=1) for i in range(2, len(channels))])  # 6 -> 6
+            + [ConvBlock(channels[i - 1], channels[i], padding=1) for i in range(2, len(channels))])  # 6 -> 6
         side = 28
         for block in self.blocks:
             side = block.output_side(side)

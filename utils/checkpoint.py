@@ -17,7 +17,7 @@ from tempfile import TemporaryDirectory
 import torch
 
 from model import HybridCNN, Placement, count_parameters, resolve_placement
-from model.network import CHANNELS, DROPOUT, MAX_BLOCKS, MAX_WIDTH
+from model.network import CHANNELS, DROPOUT, MAX_BLOCKS, buildable
 from utils.errors import UserError, shown
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
@@ -189,8 +189,7 @@ def damaged_values(state: dict) -> list[str]:
     if "network" in state:  # HybridCNN's arguments; checkpoints before them hold the design's network
         network = state["network"]
         checks["network"] = (isinstance(network, dict) and set(network) == {"channels", "dropout"}
-                             and isinstance(network["channels"], list) and 2 <= len(network["channels"]) <= MAX_BLOCKS
-                             and all(type(width) is int and 1 <= width <= MAX_WIDTH for width in network["channels"])
+                             and isinstance(network["channels"], list) and buildable(network["channels"])
                              and is_number(network["dropout"]) and 0 <= network["dropout"] < 1)
     blocks = len(network_of(state)["channels"]) if checks.get("network", True) else MAX_BLOCKS
     checks["placement"] = split is not None and split <= blocks

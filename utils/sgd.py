@@ -164,16 +164,19 @@ class SGD:
 def fits(state, groups, parameters) -> bool:
     """Whether `state` is an SGD state for these groups: as many groups of as many parameters, each buffer a
     tensor of its parameter's shape, each setting a number of its range."""
+    def setting(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+    def group_fits(saved, group) -> bool:
+        return (isinstance(saved, dict) and isinstance(saved.get("params"), list)
+                and len(saved["params"]) == len(group["params"])
+                and all(setting(saved.get(key)) for key in ("lr", "momentum", "weight_decay")))
+
     if not isinstance(state, dict) or not isinstance(state.get("state"), dict):
         return False
-    saved_groups = state.get("param_groups")
-    if saved_groups is not None and not (
-            isinstance(saved_groups, list) and len(saved_groups) == len(groups) and all(
-                isinstance(saved, dict) and isinstance(saved.get("params"), list)
-                and len(saved["params"]) == len(group["params"])
-                and all(isinstance(saved.get(key), (int, float)) and not isinstance(saved[key], bool)
-                        and math.isfinite(saved[key]) and saved[key] >= 0 for key in ("lr", "momentum", "weight_decay"))
-                for saved, group in zip(saved_groups, groups))):
+    saved_groups = state.get("param_groups")  # None: the earlier format, which kept no settings
+    if saved_groups is not None and not (isinstance(saved_groups, list) and len(saved_groups) == len(groups)
+                                         and all(map(group_fits, saved_groups, groups))):
         return False
     return all(type(number) is int and 0 <= number < len(parameters) and isinstance(entry, dict)
                and isinstance(entry.get("momentum_buffer"), torch.Tensor)
