@@ -5,12 +5,14 @@ from image files with it.
     python evaluate.py models                                    # the newest checkpoint in a folder
     python evaluate.py models --image my_digit.png photo.jpg     # predict the digit in each image
     python evaluate.py mnist-model-12.zip                        # a CI artifact as GitHub downloads it
+    python evaluate.py models --min-accuracy 95 --summary "$GITHUB_STEP_SUMMARY"  # the CI job's verdict page
 
 The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
 from what it records, placed for this machine.
 """
 import sys
 import time
+from pathlib import Path
 
 from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
 
@@ -19,9 +21,12 @@ exit_at_once_on_ctrl_c(__name__)
 import torch
 
 import train
-from utils.checkpoint import checkpoint_file, load_model
+from model.checkpoint import load_model
+from model.network import BUDGET
+from utils.checkpoint import checkpoint_file
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, percentage, run_cli, shown
+from utils.files import reporting
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -37,7 +42,14 @@ def parse_args(argv):
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
     parser.add_argument("--min-accuracy", type=percentage,
                         help="exit 1 if the measured test accuracy (%%) is below this")
-    return parser.parse_args(argv)
+    parser.add_argument("--summary", metavar="FILE", help="with --min-accuracy: also append the result at a glance "
+                        "as Markdown to FILE (a CI job summary: $GITHUB_STEP_SUMMARY on GitHub)")
+    parser.add_argument("--artifact", action="append", default=[], metavar="NAME",
+                        help="with --summary: the name of an artifact the CI run uploads (the model's first)")
+    args = parser.parse_args(argv)
+    if args.summary and args.min_accuracy is None:
+        parser.error("--summary needs --min-accuracy: the bar its table checks")
+    return args
 
 
 def test_set_figures(model, data):
@@ -49,9 +61,9 @@ def test_set_figures(model, data):
     return loss, accuracy, correct, per_class
 
 
-def evaluate_test_set(model, state, args) -> bool:
-    """Print overall and per-class accuracy; True when the figures agree with the recorded one (and reach
-    --min-accuracy when it is given)."""
+def evaluate_test_set(model, state, args, path) -> bool:
+    """Print overall and per-class accuracy (and append them to --summary); True when the figures agree with the
+    recorded one (and reach --min-accuracy when it is given)."""
     data = load_mnist(args.data_dir)
     started = time.perf_counter()
     loss, accuracy, correct, per_class = test_set_figures(model, data)
@@ -75,7 +87,44 @@ def evaluate_test_set(model, state, args) -> bool:
         reached = accuracy >= args.min_accuracy
         print(f"minimum {args.min_accuracy:.2f}%: {'passed' if reached else 'FAILED'}")
         ok = ok and reached
+    if args.summary:
+        with reporting("write", args.summary), open(args.summary, "a", encoding="utf-8") as file:
+            file.write(markdown(path, state, accuracy, per_class, args.min_accuracy, args.artifact))
     return ok
+
+
+def verdict(ok: bool) -> str:
+    return "passed" if ok else "**FAILED**"
+
+
+def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=BUDGET) -> str:
+    """The CI run's result at a glance, for GitHub's job summary: the test accuracy against the bar and per class,
+    the parameter count against the budget, the epoch's time, the artifacts and how to check a downloaded one."""
+    seconds = (state.get("history") or [{}])[-1].get("train_seconds", 0)
+    timing = f"{seconds:.1f} s ({60000 / seconds:,.0f} images/s)" if seconds > 0 else "not recorded"
+    lines = [
+        f"## MNIST: {accuracy:.2f}% test accuracy after {state['epochs']} epoch(s)",
+        "",
+        "| check | result | bar | |",
+        "|---|---|---|---|",
+        f"| test accuracy (10,000 digits, evaluated again from the checkpoint) | {accuracy:.2f}% | at least "
+        f"{min_accuracy:g}% | {verdict(accuracy >= min_accuracy)} |",
+        f"| parameters | {state['parameters']:,} | under {budget:,} | {verdict(state['parameters'] < budget)} |",
+        f"| last epoch's training loop | {timing} | | |",
+        "",
+        f"Checkpoint `{shown(Path(path).name)}`: seed {state['seed']}, trained on "
+        f"{shown(state.get('device_used', '?'), 40)} with torch {shown(state.get('torch_version', '?'), 40)}.",
+        "",
+        "| digit | " + " | ".join(str(digit) for digit in range(10)) + " |",
+        "|---|" + "---|" * 10,
+        "| accuracy | " + " | ".join(f"{right / total * 100:.1f}%" for right, total in per_class) + " |",
+    ]
+    if artifacts:
+        lines += ["", "Artifacts of this run: " + ", ".join(f"`{shown(name, 100)}`" for name in artifacts) + ".",
+                  f"To check the model on your machine, download `{shown(artifacts[0], 100)}` from this page and run "
+                  f"`python evaluate.py {shown(artifacts[0], 100)}.zip`: it evaluates it on the test set and says "
+                  "whether the figure matches the one recorded."]
+    return "\n".join(lines) + "\n"
 
 
 @torch.no_grad()
@@ -104,7 +153,7 @@ def main(argv=None):
     print(f"checkpoint: {shown(path)} ({state['architecture']}, {state['parameters']:,} parameters, "
           f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state.get('device_used', '?'), 40)}, "
           f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {model.describe_placement()}")
-    ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args)
+    ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args, path)
     return 0 if ok else 1
 
 

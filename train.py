@@ -26,8 +26,8 @@ from model.placement import (DEFAULT_SPLIT, MODES, accelerator_rng_states, peak_
                              restore_accelerator_rng_states)
 from utils.allocator import keep_freed_memory
 from utils.augmentation import augment
-from utils.checkpoint import (ARCHITECTURE, MAX_BATCH, checkpoint_file, load_checkpoint, network_of, restore_model,
-                              restore_optimizer, save_new, save_over)
+from model.checkpoint import ARCHITECTURE, network_of, read_checkpoint, restore_model
+from utils.checkpoint import MAX_BATCH, checkpoint_file, restore_optimizer, save_new, save_over
 from utils.data import load_mnist
 from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 from utils.files import writable_folder
@@ -282,7 +282,7 @@ def train(config: Config, data=None, log=print):
     resumed = None
     if config.resume:  # a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it
         with checkpoint_file(config.resume, log) as (file, resume_name):
-            resumed = load_checkpoint(file, resume_name)
+            resumed = read_checkpoint(file, resume_name)
     if resumed and resumed["epochs"] >= config.epochs:
         raise UserError(f"{resume_name} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
     if resumed and resumed.get("planned_epochs") == config.epochs:

@@ -39,7 +39,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import train  # noqa: E402
-from utils.checkpoint import checkpoint_file, load_model  # noqa: E402
+from model.checkpoint import load_model  # noqa: E402
+from utils.checkpoint import checkpoint_file  # noqa: E402
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, idx_size, load_mnist, read_idx, raw_dir  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.images import load_digit  # noqa: E402

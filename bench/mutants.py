@@ -118,7 +118,7 @@ MUTANTS = [
       "modules, split = [*self.blocks, self.fc], self.placement.split",
       "modules, split = [*self.blocks[:3], self.fc], self.placement.split", "tests/test_placement.py"),
     m("checkpoint", "a checkpoint's widths are not read back: every reader builds the design's network",
-      "utils/checkpoint.py", "return state.get(\"network\", {", "return ({", f"{TRAIN} -k widths"),
+      "model/checkpoint.py", "return state.get(\"network\", {", "return ({", f"{TRAIN} -k widths"),
     # utils/sgd.py: the optimizer and the schedule
     m("optimizer", "Nesterov momentum lost: the step follows the buffer alone", "utils/sgd.py",
       "flat.values.add_(grad.add_(flat.momentum, alpha=momentum), alpha=-lr)",
@@ -139,11 +139,11 @@ MUTANTS = [
     m("checkpoint", "checkpoints are unpickled with code allowed", "utils/checkpoint.py",
       'map_location="cpu", weights_only=True)', 'map_location="cpu", weights_only=False)',
       f"{TRAIN} -k bad_resume_files"),
-    m("checkpoint", "load_model hands back the network in training mode", "utils/checkpoint.py",
+    m("checkpoint", "load_model hands back the network in training mode", "model/checkpoint.py",
       "return model.eval(), state", "return model, state", f"{EVALUATE} -k 'image or predict'"),
     m("checkpoint", "a zip's oldest checkpoint is read", "utils/checkpoint.py",
       "member = max(found, key=", "member = min(found, key=", f"{EVALUATE} -k zip"),
-    m("checkpoint", "a checkpoint recording fewer parameters than its weights hold passes", "utils/checkpoint.py",
+    m("checkpoint", "a checkpoint recording fewer parameters than its weights hold passes", "model/checkpoint.py",
       'if count_parameters(model) != state["parameters"]:', 'if count_parameters(model) < state["parameters"]:',
       f"{EVALUATE} -k resume_refuses"),
     # utils/data.py
@@ -175,8 +175,8 @@ MUTANTS = [
       'if kind not in ("missing", "folder"):\n        return Path(path)', "tests/test_paths.py"),
     m("train", "--resume reads a folder or a CI artifact as if it were the checkpoint itself", "train.py",
       "with checkpoint_file(config.resume, log) as (file, resume_name):\n"
-      "            resumed = load_checkpoint(file, resume_name)",
-      "resumed, resume_name = load_checkpoint(config.resume), config.resume", "tests/test_paths.py -k resume"),
+      "            resumed = read_checkpoint(file, resume_name)",
+      "resumed, resume_name = read_checkpoint(config.resume), config.resume", "tests/test_paths.py -k resume"),
     m("files", "macOS ._ files count as checkpoints", "utils/files.py",
       'return not path.name.startswith(".")', 'return not path.name.startswith(".partial")',
       f"{EVALUATE} -k newest"),
@@ -209,10 +209,10 @@ MUTANTS = [
     # run_pipeline.py and the job summary
     m("pipeline", "a run below its bar only says so and exits 0", "run_pipeline.py",
       'raise UserError(f"test accuracy', 'print(f"test accuracy', "tests/test_pipeline.py -k end_to_end"),
-    m("job summary", "a parameter count at the budget passes", "utils/job_summary.py",
+    m("job summary", "a parameter count at the budget passes", "evaluate.py",
       "verdict(state['parameters'] < budget)", "verdict(state['parameters'] <= budget)",
       "tests/test_workflow.py -k bar_s_wrong_side"),
-    m("job summary", "an accuracy exactly at the bar fails", "utils/job_summary.py",
+    m("job summary", "an accuracy exactly at the bar fails", "evaluate.py",
       "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)",
       "tests/test_workflow.py -k bar_s_wrong_side"),
 ]

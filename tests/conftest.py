@@ -11,7 +11,7 @@ import torch
 
 import train
 from model import HybridCNN, Machine
-from utils.checkpoint import load_model
+from model.checkpoint import load_model
 from utils.data import MNIST, load_mnist, raw_dir
 from utils.errors import run_cli
 

@@ -62,7 +62,7 @@ def test_an_image_that_is_a_fifo_is_one_line_and_the_next_is_read(one_epoch_run,
 @pytest.mark.parametrize("script, argv", [
     ("evaluate", [LONG]), ("evaluate", [f"{LONG}/model.pth"]), ("train", ["--resume", LONG, "--epochs", "2"]),
     ("train", ["--models-dir", LONG]), ("run_pipeline", ["--samples-dir", LONG]),
-    ("utils.job_summary", [LONG, "--min-accuracy", "95", "--budget", "25000"]), ("utils.data", ["--data-dir", LONG])])
+    ("evaluate", [LONG, "--min-accuracy", "95", "--summary", "summary.md"]), ("utils.data", ["--data-dir", LONG])])
 def test_a_name_too_long_is_one_line(script, argv, capsys):
     assert run_cli(importlib.import_module(script).main, argv) == 1
     error = capsys.readouterr().err

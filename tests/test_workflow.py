@@ -98,7 +98,7 @@ def test_workflow_run_steps_work_in_a_fresh_copy(tmp_path, real_raw_dir):
         assert result.returncode == 0, \
             f"step {step['name']!r} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         executed.append((step["name"], result.stdout))
-    assert len(executed) == 5  # budget, data, one epoch with pictures, verification, job summary
+    assert len(executed) == 4  # budget, data, one epoch with pictures, verification (with the job summary)
     assert "budget: under 25,000): ok" in executed[0][1]
     assert "epochs trained: 1" in executed[2][1]
     assert ": matches" in executed[3][1] and "minimum 95.00%: passed" in executed[3][1]
@@ -127,22 +127,24 @@ def check_job_summary(summary, verification, artifacts):
 
 
 def test_job_summary_without_a_checkpoint_is_one_line(tmp_path, capsys):
-    from utils import job_summary
+    import evaluate
     from utils.errors import run_cli
 
-    assert run_cli(job_summary.main, [str(tmp_path), "--min-accuracy", "95", "--budget", "25000"]) == 1
+    summary = tmp_path / "summary.md"
+    assert run_cli(evaluate.main, [str(tmp_path), "--min-accuracy", "95", "--summary", str(summary)]) == 1
     assert capsys.readouterr().err == f"error: no checkpoint (*.pth) in {tmp_path}\n"
+    assert not summary.exists()
 
 
 def test_the_job_summary_fails_a_figure_at_the_bar_s_wrong_side():
     """The verdicts of the summary's table at their boundaries: the accuracy must reach the bar, the parameter
     count stay under the budget."""
-    from utils.job_summary import markdown
+    from evaluate import markdown
 
     state = {"epochs": 1, "parameters": 17_296, "seed": 1, "history": [{"train_seconds": 6.0}]}
 
     def rows(accuracy, min_accuracy, budget):
-        text = markdown("models/model_cpu.pth", state, accuracy, [(98, 100)] * 10, min_accuracy, budget, [])
+        text = markdown("models/model_cpu.pth", state, accuracy, [(98, 100)] * 10, min_accuracy, [], budget)
         return [line.rsplit("|", 2)[1].strip() for line in text.splitlines() if line.startswith(("| test", "| param"))]
 
     assert rows(99.0, 99.0, 17_297) == ["passed", "passed"]

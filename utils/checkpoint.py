@@ -3,7 +3,6 @@ machine, one without a GPU too), written atomically (temporary file, then rename
 collide."""
 import io
 import math
-import re
 import shutil
 import stat
 import sys
@@ -16,12 +15,9 @@ from tempfile import TemporaryDirectory
 
 import torch
 
-from model import HybridCNN, Placement, count_parameters, resolve_placement
-from model.network import CHANNELS, DROPOUT, MAX_BLOCKS, buildable
 from utils.errors import UserError, shown
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
-ARCHITECTURE = "HybridCNN"
 MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
 MAX_BATCH = 8192  # the largest batch train.py takes, so the largest a checkpoint records: larger ones take gigabytes
 #                   of memory (docs/performance.md) and learn little in an epoch anyway
@@ -89,8 +85,6 @@ def load_checkpoint(path, name=None) -> dict:
     wrong = [key for key, kind in REQUIRED.items() if not isinstance(state[key], kind) or isinstance(state[key], bool)]
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
-    if state["architecture"] != ARCHITECTURE:
-        raise UserError(f"{path}: a checkpoint of architecture {described(state['architecture'])}, not {ARCHITECTURE}")
     damaged = [f"{key} {described(state[key])}" for key in damaged_values(state)]
     if damaged:
         raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
@@ -182,17 +176,6 @@ def damaged_values(state: dict) -> list[str]:
     accuracy = state["final_test_accuracy"]
     checks = {"final_test_accuracy": math.isfinite(accuracy) and 0 <= accuracy <= 100,
               "epochs": state["epochs"] >= 1, "parameters": state["parameters"] >= 1}
-    try:
-        split = Placement.from_dict(state["placement"]).split
-    except (TypeError, UserError):
-        split = None
-    if "network" in state:  # HybridCNN's arguments; checkpoints before them hold the design's network
-        network = state["network"]
-        checks["network"] = (isinstance(network, dict) and set(network) == {"channels", "dropout"}
-                             and isinstance(network["channels"], list) and buildable(network["channels"])
-                             and is_number(network["dropout"]) and 0 <= network["dropout"] < 1)
-    blocks = len(network_of(state)["channels"]) if checks.get("network", True) else MAX_BLOCKS
-    checks["placement"] = split is not None and split <= blocks
     if "optimizer" in state:  # the optimizer's class name
         checks["optimizer"] = isinstance(state["optimizer"], str)
     if "planned_epochs" in state:
@@ -228,28 +211,6 @@ def damaged_values(state: dict) -> list[str]:
     return [key for key, fine in checks.items() if not fine]
 
 
-def restore_model(model: torch.nn.Module, state: dict, path) -> None:
-    """Load weights, refusing a state dict whose layers or shapes differ from this model's, or whose recorded
-    parameter count is not the count of its weights."""
-    weights = state["model_state_dict"]
-    if "network" not in state:  # written when the blocks were attributes conv1, conv2, conv3: now blocks.0, 1, 2
-        weights = {re.sub(r"^conv(\d)\.", lambda match: f"blocks.{int(match[1]) - 1}.", key): value
-                   for key, value in weights.items()}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
-    negative = [name for name, module in model.named_modules()
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-                and module.running_var is not None and (module.running_var < 0).any()]
-    if negative:  # a variance is never negative: its square root would make every prediction NaN
-        raise UserError(f"{path}: damaged checkpoint: {shown(negative[0], 100)}.running_var has negative variances")
-    if count_parameters(model) != state["parameters"]:
-        raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
-                        f"{count_parameters(model):,}")
-
-
 def restore_optimizer(optimizer, state: dict, path) -> None:
     """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
     trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
@@ -264,22 +225,6 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError):  # what torch.optim raises about a misfit
         raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and "
                         f"optimizer") from None
-
-
-def network_of(state: dict) -> dict:
-    """HybridCNN's arguments as the checkpoint records them (checked by load_checkpoint); a checkpoint written
-    before they were recorded holds the design's network."""
-    return state.get("network", {"channels": list(CHANNELS), "dropout": DROPOUT})
-
-
-def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[HybridCNN, dict]:
-    """Rebuild the network a checkpoint records, for this machine: its widths, the recorded split point between
-    the stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
-    state = load_checkpoint(path, name)
-    split = Placement.from_dict(state["placement"]).split  # checked by load_checkpoint
-    model = HybridCNN(resolve_placement(placement_mode, device, split=split), **network_of(state))
-    restore_model(model, state, name or path)
-    return model.eval(), state
 
 
 def newest_checkpoint(path: Path) -> Path:
