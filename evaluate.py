@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
-
-exit_at_once_on_ctrl_c(__name__)
+# utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
+from utils.errors import OneLineErrors, UserError, percentage, run_cli, shown
 
 import torch
 
@@ -25,7 +24,6 @@ from model.checkpoint import load_model
 from model.network import BUDGET
 from utils.checkpoint import checkpoint_file
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, percentage, run_cli, shown
 from utils.files import reporting
 from utils.images import load_digit
 

@@ -12,16 +12,14 @@ It takes every flag train.py takes and trains with the same engine (train.train)
 import argparse
 import time
 
-from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
-
-exit_at_once_on_ctrl_c(__name__)
+# utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
+from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli, shown
 
 import torch
 
 import train
 from utils.augmentation import augment
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli, shown
 from utils.files import writable_folder
 
 TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "split", "models_dir", "augment", "resume")

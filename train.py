@@ -12,9 +12,8 @@ import math
 import time
 from dataclasses import dataclass, fields, replace
 
-from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
-
-exit_at_once_on_ctrl_c(__name__)
+# utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
+from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +28,6 @@ from utils.augmentation import augment
 from model.checkpoint import ARCHITECTURE, network_of, read_checkpoint, restore_model
 from utils.checkpoint import MAX_BATCH, checkpoint_file, restore_optimizer, save_new, save_over
 from utils.data import load_mnist
-from utils.errors import OneLineErrors, UserError, positive_float, positive_int, run_cli, seed_value, shown
 from utils.files import writable_folder
 from utils.sgd import SGD, OneCycle
 

@@ -30,10 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.errors import exit_at_once_on_ctrl_c  # noqa: E402  first: Ctrl-C while torch loads is one line too
-
-exit_at_once_on_ctrl_c(__name__)
-
+from utils.errors import UserError  # noqa: E402  first: importing utils arms the Ctrl-C guard before torch loads
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -42,7 +39,6 @@ import train  # noqa: E402
 from model.checkpoint import load_model  # noqa: E402
 from utils.checkpoint import checkpoint_file  # noqa: E402
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, idx_size, load_mnist, read_idx, raw_dir  # noqa: E402
-from utils.errors import UserError  # noqa: E402
 from utils.images import load_digit  # noqa: E402
 from utils.plotting import training_curves  # noqa: E402
 

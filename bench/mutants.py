@@ -215,6 +215,10 @@ MUTANTS = [
     m("job summary", "an accuracy exactly at the bar fails", "evaluate.py",
       "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)",
       "tests/test_workflow.py -k bar_s_wrong_side"),
+    # utils/errors.py: the Ctrl-C guard
+    m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/errors.py",
+      "    if ours and signal.getsignal(", "    if signal.getsignal(", f"{TRAIN} -k ctrl_c"),
+    m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "\nguard_ctrl_c()\n", "\n", f"{TRAIN} -k ctrl_c"),
 ]
 
 

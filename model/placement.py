@@ -8,16 +8,12 @@ single on the CPU otherwise. Detection order: CUDA, then Apple MPS, then CPU.
 import os
 from dataclasses import asdict, dataclass
 
-import torch
+from utils.errors import UserError  # first: importing utils arms the Ctrl-C guard before torch loads
 
-from utils.errors import UserError
+import torch
 
 MODES = ("auto", "hybrid", "single")
 DEFAULT_SPLIT = 2  # conv1, conv2 early; the rest and the classifier late
-
-# cuBLAS is deterministic only with a fixed workspace, and reads this when CUDA starts: set it before then
-# (a setting of the user's own wins). See make_reproducible.
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 @dataclass(frozen=True)
@@ -95,6 +91,9 @@ def make_reproducible(device) -> None:
     placed on; nothing to do for the CPU and MPS."""
     if torch.device(device).type != "cuda":
         return
+    # cuBLAS is deterministic only with a fixed workspace; it reads this when its first operation sets up, after
+    # a model is placed (a setting of the user's own wins)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -447,3 +447,13 @@ def test_ctrl_c_while_torch_loads_is_one_line(command, tmp_path):
     stdout, stderr = process.communicate(timeout=60)
     assert stdout == ""  # it landed before main() printed anything
     assert (process.returncode, stderr) == (130, "interrupted: stopped before finishing; no partial files were left\n")
+
+
+def test_code_imported_by_another_program_keeps_python_s_ctrl_c():
+    """The guard is for this repository's programs: a notebook or script of the user's own that imports the
+    code, and presses Ctrl-C, gets Python's KeyboardInterrupt, which it may catch, not an exit."""
+    program = ("import signal, train\n"
+               "try:\n    signal.raise_signal(signal.SIGINT)\nexcept KeyboardInterrupt:\n    print('caught')\n")
+    result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (result.returncode, result.stdout) == (0, "caught\n"), result.stderr

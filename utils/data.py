@@ -20,10 +20,6 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
-from utils.errors import exit_at_once_on_ctrl_c  # first: Ctrl-C while torch loads is one line too
-
-exit_at_once_on_ctrl_c(__name__)
-
 import numpy as np
 import torch
 

@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import sys
+from pathlib import Path
 
 INTERRUPTED = "interrupted: stopped before finishing; no partial files were left"
 
@@ -35,13 +36,19 @@ class UserError(Exception):
         super().__init__(shown(message, limit=None))
 
 
-def exit_at_once_on_ctrl_c(module_name: str) -> None:
-    """Called by each script before it imports torch: until run_cli starts, Ctrl-C exits at once with the one
-    line. Python would raise KeyboardInterrupt, and raised inside torch's import (1.5-2 s of every start) it
-    aborts the process from C++ ("terminate called after throwing an instance of 'pybind11::error_already_set'",
-    SIGABRT); nothing is written before main runs, so there is nothing to clean up. Only for a script run as
-    __main__, and only where Ctrl-C is not ignored."""
-    if module_name == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+def guard_ctrl_c() -> None:
+    """Until run_cli starts, Ctrl-C exits at once with the one line. Python would raise KeyboardInterrupt, and
+    raised inside torch's import (1.5-2 s of every start) it aborts the process from C++ ("terminate called after
+    throwing an instance of 'pybind11::error_already_set'", SIGABRT); nothing is written before main runs, so
+    there is nothing to clean up. Armed once, by importing utils (which every script does before torch), for a
+    program of this repository only: a script in its folder or in bench/, or a module run with -m (while Python
+    locates it, sys.argv[0] is "-m"); a test or a notebook that imports the code keeps Python's Ctrl-C. Never
+    where Ctrl-C is ignored."""
+    repository = Path(__file__).resolve().parent.parent
+    program = sys.argv[0] if sys.argv else ""
+    ours = program == "-m" or program not in ("", "-c") and Path(program).resolve().parent in (
+        repository, repository / "bench")
+    if ours and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_now)
 
 

@@ -5,21 +5,16 @@ import io
 from pathlib import Path
 
 import matplotlib
+import torch
+from matplotlib.figure import Figure  # not pyplot: no window, no backend to choose, works without a display
 
-matplotlib.use("Agg")  # files only: no window, works without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from utils.files import replace_atomically, timestamp, write_new  # noqa: E402
+from utils.files import replace_atomically, timestamp, write_new
 
 
 def save(figure, folder, stem, fixed=False):
     buffer = io.BytesIO()
-    try:
-        figure.tight_layout()
-        figure.savefig(buffer, dpi=100, format="png")
-    finally:
-        plt.close(figure)
+    figure.tight_layout()
+    figure.savefig(buffer, dpi=100, format="png")
     if fixed:
         path = Path(folder) / f"{stem}.png"
         replace_atomically(path, buffer.getvalue())
@@ -37,8 +32,9 @@ def augmentation_grid(originals, augmented, labels, folder, fixed=False):
     sheet[:, :side, :, :side] = pictures.permute(0, 2, 1, 3)
     sheet = sheet.reshape(rows * (side + gap), columns * (side + gap))[:-gap, :-gap]
     inches = min(1.4, 24 / columns)  # a column's width: wide grids shrink to stay a readable picture
-    figure, axis = plt.subplots(figsize=(inches * columns, inches * 1.5 / 1.4 * rows + 0.4))
-    colours = plt.get_cmap("gray").with_extremes(bad="white")  # the gaps
+    figure = Figure(figsize=(inches * columns, inches * 1.5 / 1.4 * rows + 0.4))
+    axis = figure.subplots()
+    colours = matplotlib.colormaps["gray"].with_extremes(bad="white")  # the gaps
     axis.imshow(sheet.numpy(), cmap=colours, vmin=0, vmax=1, interpolation="nearest")
     centres = [index * (side + gap) + side / 2 - 0.5 for index in range(max(rows, columns))]
     axis.xaxis.tick_top()
@@ -57,7 +53,8 @@ def training_curves(history, train_size, folder, fixed=False):
     """Cross-entropy and accuracy: training over steps (25-step averages) and per epoch, test per epoch. Both
     losses in one measure, the cross-entropy of the predicted probabilities, whatever loss training optimized
     (label-smoothed in a one-epoch run); a run recorded before its cross-entropy was shows the loss optimized."""
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     plain = all(len(point) == 4 for entry in history for point in entry["curve"])
     for entry in history:
         start = entry["epoch"] - 1
@@ -93,7 +90,8 @@ def confusion_counts(predictions, labels):
 
 def confusion_matrix(predictions, labels, folder, fixed=False):
     matrix = confusion_counts(predictions, labels)
-    figure, axis = plt.subplots(figsize=(7, 6))
+    figure = Figure(figsize=(7, 6))
+    axis = figure.subplots()
     image = axis.imshow(matrix.float().log1p(), cmap="Blues")
     for true in range(10):
         for predicted in range(10):
@@ -124,7 +122,8 @@ def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=Fa
     confidence, predicted = probabilities.max(1)  # for the titles
     columns = 8
     rows = max(1, -(-len(order) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows + 0.5), squeeze=False)
+    figure = Figure(figsize=(1.6 * columns, 1.9 * rows + 0.5))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, index in zip(axes.flat, order.tolist()):
