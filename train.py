@@ -77,6 +77,7 @@ class Config:
     device: str | None = None  # None: detect (CUDA, then MPS, then CPU)
     placement: str = "auto"
     channels: tuple | None = None  # the conv blocks' widths (None: the design's, or a resumed run's own)
+    dropout: float = DROPOUT  # before the classifier (a resumed run: its own)
     split: int = DEFAULT_SPLIT  # hybrid: how many conv blocks run on the accelerator; the design's is 2
     augment: bool | None = None  # None: on for runs of several epochs; one epoch underfits, so it is off
     clean_last_epoch: bool = True  # augmenting over several epochs, the last one sees the plain images: it ends
@@ -244,8 +245,88 @@ def used_hyperparameters(config: Config, optimizer) -> dict:
     return used
 
 
-def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done, history, generator):
-    last = history[-1]
+def resume_point(config: Config, log) -> tuple[Config, dict | None, str | None]:
+    """For --resume (a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it): the config that
+    continues the checkpoint, the checkpoint and its name. Every resumed run keeps its network; the same run (the
+    same --epochs) also its recipe (carried_on). A fresh run: (config, None, None)."""
+    if not config.resume:
+        return replace(config, channels=config.channels or CHANNELS), None, None
+    with checkpoint_file(config.resume, log) as (file, name):
+        resumed = read_checkpoint(file, name)
+    if resumed["epochs"] >= config.epochs:
+        raise UserError(f"{name} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
+    network = network_of(resumed)
+    if config.channels and list(config.channels) != network["channels"]:
+        raise UserError(f"{name} holds a network of widths {','.join(map(str, network['channels']))}: it "
+                        f"resumes as it is (leave --channels out)")
+    if resumed.get("planned_epochs") == config.epochs:
+        config = carried_on(config, resumed)
+    return replace(config, channels=tuple(network["channels"]), dropout=network["dropout"]), resumed, name
+
+
+def carries_on(resumed: dict, config: Config, steps_per_epoch: int) -> bool:
+    """Whether a resumed run is the same run carried on (its --epochs, and its steps: no other batch size given
+    again), which keeps its one-cycle schedule. Any other, a longer run than planned above all, gets a fresh
+    schedule over the epochs still to train."""
+    planned = resumed.get("schedule_state", {}).get("total_steps")
+    return resumed.get("planned_epochs") == config.epochs and planned == config.epochs * steps_per_epoch
+
+
+def restore(resumed, name, model, optimizer, schedule, generator, same_run: bool, log) -> list:
+    """Put a resumed run back: its weights and optimizer state, and for the same run its schedule, shuffling and
+    random draws where they stopped (so it ends with the weights it would have had uninterrupted). Returns its
+    history."""
+    restore_model(model, resumed, name)
+    restore_optimizer(optimizer, resumed, name)
+    if same_run:
+        missing = [key for key in ("generator_state", "rng_state") if key not in resumed]
+        if missing:
+            raise UserError(f"{name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
+        schedule.load_state_dict(resumed["schedule_state"])
+        generator.set_state(resumed["generator_state"])
+        torch.set_rng_state(resumed["rng_state"])
+        restore_accelerator_rng_states(resumed.get("device_rng_states", {}), model.placement, name)
+    log(f"resumed {shown(name)}: {resumed['epochs']} epoch(s) done, {resumed['final_test_accuracy']:.2f}% test "
+        f"accuracy; {'carrying on its schedule' if same_run else 'a fresh schedule over the epochs still to train'}")
+    return list(resumed.get("history", []))
+
+
+def describe(model, optimizer, config: Config) -> str:
+    """What a run trains, and with what: the network against the budget, the recipe as the optimizer uses it."""
+    parameters, used = count_parameters(model), used_hyperparameters(config, optimizer)
+    momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
+    augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
+                    else "on (the last epoch on the plain images)")
+    return (f"model: HybridCNN, widths {','.join(map(str, config.channels))}, {parameters:,} parameters "
+            f"({'under' if parameters < BUDGET else 'OVER'} the budget of {BUDGET:,}), placement "
+            f"{model.describe_placement()}\n"
+            f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
+            f"{momentum}), batch {config.batch_size}, peak lr {config.lr}, label smoothing {config.label_smoothing:g}, "
+            f"warm-up {config.warmup:g}, seed {config.seed}, augmentation {augmentation}")
+
+
+def run_epoch(epoch, model, optimizer, schedule, images, labels, data, config, generator, log) -> dict:
+    """Train one epoch, evaluate on the test set, log both: the epoch's record for the history."""
+    accelerator = model.placement.accelerator
+    reset_peak_memory(accelerator)
+    started = time.perf_counter()
+    with tqdm(total=len(images), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
+              dynamic_ncols=True, disable=True if config.quiet else None) as progress:  # None: on a terminal only
+        train_loss, train_cross_entropy, train_accuracy, curve, first = train_one_epoch(
+            model, optimizer, schedule, images, labels, config, generator, progress, config.augments(epoch))
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy, _ = evaluate(model, data.test_images, data.test_labels)
+    log(f"epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} acc {train_accuracy:.2f}% | "
+        f"test loss {test_loss:.4f} acc {test_accuracy:.2f}% | {train_seconds:.1f} s "
+        f"({len(images) / train_seconds:,.0f} img/s)")
+    return {"epoch": epoch, "train_loss": train_loss, "train_cross_entropy": train_cross_entropy,
+            "train_accuracy": train_accuracy, "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "train_seconds": train_seconds, "first_steps": {"images": first[0], "seconds": first[1]}, "curve": curve,
+            "device_peak_mb": peak_memory_mb(accelerator)}
+
+
+def checkpoint_state(model, optimizer, schedule, config, history, generator) -> dict:
+    last, placement = history[-1], model.placement
     return {
         "architecture": ARCHITECTURE,
         "network": model.arguments,
@@ -258,7 +339,7 @@ def checkpoint_state(model, optimizer, schedule, placement, config, epochs_done,
         "device_rng_states": accelerator_rng_states(placement),
         "device_used": placement.short_name,
         "placement": placement.to_dict(),
-        "epochs": epochs_done,
+        "epochs": last["epoch"],
         "planned_epochs": config.epochs,
         "final_test_accuracy": last["test_accuracy"],
         "final_test_loss": last["test_loss"],
@@ -276,20 +357,9 @@ def train(config: Config, data=None, log=print):
     keep_freed_memory()  # about a tenth off the epoch on Linux: see utils/allocator.py
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling (CPU) and nothing else
+    config, resumed, name = resume_point(config, log)
     placement = resolve_placement(config.placement, config.device, split=config.split)
-    resumed = None
-    if config.resume:  # a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it
-        with checkpoint_file(config.resume, log) as (file, resume_name):
-            resumed = read_checkpoint(file, resume_name)
-    if resumed and resumed["epochs"] >= config.epochs:
-        raise UserError(f"{resume_name} already has {resumed['epochs']} epoch(s); ask for more with --epochs")
-    if resumed and resumed.get("planned_epochs") == config.epochs:
-        config = carried_on(config, resumed)
-    network = network_of(resumed) if resumed else {"channels": list(config.channels or CHANNELS), "dropout": DROPOUT}
-    if config.channels and list(config.channels) != network["channels"]:
-        raise UserError(f"{resume_name} holds a network of widths {','.join(map(str, network['channels']))}: it "
-                        f"resumes as it is (leave --channels out)")
-    model = HybridCNN(placement, **network)
+    model = HybridCNN(placement, config.channels, config.dropout)
     writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
     data = data or load_mnist(config.data_dir, log=log)
     if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
@@ -297,67 +367,18 @@ def train(config: Config, data=None, log=print):
                         f"({len(data.train_labels):,} images)")
 
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum[0], weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
-    first_epoch, history, carrying_on = 1, [], False
-    if resumed:
-        restore_model(model, resumed, resume_name)
-        restore_optimizer(optimizer, resumed, resume_name)
-        position = resumed.get("schedule_state")
-        carrying_on = (resumed.get("planned_epochs") == config.epochs and isinstance(position, dict)
-                       and position.get("total_steps") == config.epochs * steps_per_epoch)
-        if carrying_on:  # the same run: its schedule, shuffling and random draws where they stopped
-            missing = [key for key in ("generator_state", "rng_state") if key not in resumed]
-            if missing:
-                raise UserError(f"{resume_name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
-            generator.set_state(resumed["generator_state"])
-            torch.set_rng_state(resumed["rng_state"])
-            restore_accelerator_rng_states(resumed.get("device_rng_states", {}), placement, resume_name)
-        first_epoch, history = resumed["epochs"] + 1, list(resumed.get("history", []))
-        log(f"resumed {shown(resume_name)}: {resumed['epochs']} epoch(s) done, "
-            f"{resumed['final_test_accuracy']:.2f}% test accuracy")
-    # A longer run than planned gets a fresh one-cycle schedule over the epochs still to train
-    scheduled_epochs = config.epochs if carrying_on or not resumed else config.epochs - resumed["epochs"]
-    schedule = OneCycle(optimizer, config.lr, scheduled_epochs * steps_per_epoch, config.warmup, config.momentum)
-    if carrying_on:
-        schedule.load_state_dict(position)
-
-    parameters = count_parameters(model)
-    log(f"model: HybridCNN, widths {','.join(map(str, network['channels']))}, {parameters:,} parameters "
-        f"({'under' if parameters < BUDGET else 'OVER'} the budget of {BUDGET:,}), placement "
-        f"{model.describe_placement()}")
-    augmentation = ("off" if not config.augmenting else "on" if config.augments(config.epochs)
-                    else "on (the last epoch on the plain images)")
-    used = used_hyperparameters(config, optimizer)
-    momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
-    log(f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
-        f"{momentum}), batch {config.batch_size}, peak lr {config.lr}, label smoothing {config.label_smoothing:g}, "
-        f"warm-up {config.warmup:g}, seed {config.seed}, augmentation {augmentation}")
-    train_images = data.train_images.to(model.input_device)
-    train_labels = data.train_labels.to(model.output_device)
+    per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
+    done, same_run = (resumed["epochs"], carries_on(resumed, config, per_epoch)) if resumed else (0, True)
+    scheduled_epochs = config.epochs if same_run else config.epochs - done  # a longer run: over the new epochs
+    schedule = OneCycle(optimizer, config.lr, scheduled_epochs * per_epoch, config.warmup, config.momentum)
+    history = restore(resumed, name, model, optimizer, schedule, generator, same_run, log) if resumed else []
+    log(describe(model, optimizer, config))
+    images, labels = data.train_images.to(model.input_device), data.train_labels.to(model.output_device)
     path = None
-    for epoch in range(first_epoch, config.epochs + 1):
-        reset_peak_memory(placement.accelerator)
-        started = time.perf_counter()
-        with tqdm(total=len(train_images), desc=f"epoch {epoch}/{config.epochs}", unit="img", leave=False,
-                  dynamic_ncols=True, disable=True if config.quiet else None) as progress:  # None: on a terminal only
-            train_loss, train_cross_entropy, train_accuracy, curve, first = train_one_epoch(
-                model, optimizer, schedule, train_images, train_labels, config, generator, progress,
-                config.augments(epoch))
-        train_seconds = time.perf_counter() - started
-        test_loss, test_accuracy, _ = evaluate(model, data.test_images, data.test_labels)
-        history.append({"epoch": epoch, "train_loss": train_loss, "train_cross_entropy": train_cross_entropy,
-                        "train_accuracy": train_accuracy,
-                        "test_loss": test_loss, "test_accuracy": test_accuracy, "train_seconds": train_seconds,
-                        "first_steps": {"images": first[0], "seconds": first[1]}, "curve": curve,
-                        "device_peak_mb": peak_memory_mb(placement.accelerator)})
-        log(f"epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} acc {train_accuracy:.2f}% | "
-            f"test loss {test_loss:.4f} acc {test_accuracy:.2f}% | {train_seconds:.1f} s "
-            f"({len(train_images) / train_seconds:,.0f} img/s)")
-        state = checkpoint_state(model, optimizer, schedule, placement, config, epoch, history, generator)
-        if path is None:
-            path = save_new(state, config.models_dir, placement.short_name)
-        else:
-            save_over(state, path)
+    for epoch in range(done + 1, config.epochs + 1):
+        history.append(run_epoch(epoch, model, optimizer, schedule, images, labels, data, config, generator, log))
+        state = checkpoint_state(model, optimizer, schedule, config, history, generator)
+        path = save_over(state, path) if path else save_new(state, config.models_dir, placement.short_name)
     log(f"checkpoint: {shown(path)} ({history[-1]['test_accuracy']:.2f}% test accuracy after {config.epochs} epoch(s))")
     return model, path, history
 

@@ -47,7 +47,7 @@ MUTANTS = [
       'wanted = config.from_recipe + (["augment"] if config.augment is None else [])', "wanted = config.from_recipe",
       f"{TRAIN} -k resume"),
     m("train", "an extended finished run keeps the whole run's schedule length", "train.py",
-      'scheduled_epochs = config.epochs if carrying_on or not resumed else config.epochs - resumed["epochs"]',
+      'scheduled_epochs = config.epochs if same_run else config.epochs - done',
       "scheduled_epochs = config.epochs", f"{TRAIN} -k 'resume or extends'"),
     m("train", "the recipe's weight decay never reaches the optimizer", "train.py",
       "weight_decay=config.weight_decay)", "weight_decay=0.0)",
@@ -67,10 +67,10 @@ MUTANTS = [
       "torch.randint(-config.shift, config.shift + 1, (2,))", "torch.randint(-config.shift, config.shift, (2,))",
       f"{TRAIN} -k one_pixel"),
     m("train", "--resume of a run that has the epochs asked for trains one more", "train.py",
-      'if resumed and resumed["epochs"] >= config.epochs:', 'if resumed and resumed["epochs"] > config.epochs:',
+      'if resumed["epochs"] >= config.epochs:', 'if resumed["epochs"] > config.epochs:',
       f"{TRAIN} -k refuses_other_architecture"),
     m("train", "a resume starts the momentum afresh", "train.py",
-      "        restore_optimizer(optimizer, resumed, resume_name)\n", "", f"{TRAIN} -k resume"),
+      "    restore_optimizer(optimizer, resumed, name)\n", "", f"{TRAIN} -k resume"),
     m("train", "the batches come in the same order whatever the seed", "train.py",
       "generator = torch.Generator().manual_seed(config.seed)", "generator = torch.Generator().manual_seed(0)",
       f"{TRAIN} -k seed {DEVICES}"),
@@ -174,9 +174,9 @@ MUTANTS = [
       'if kind == "file":\n        return Path(path)',
       'if kind not in ("missing", "folder"):\n        return Path(path)', "tests/test_paths.py"),
     m("train", "--resume reads a folder or a CI artifact as if it were the checkpoint itself", "train.py",
-      "with checkpoint_file(config.resume, log) as (file, resume_name):\n"
-      "            resumed = read_checkpoint(file, resume_name)",
-      "resumed, resume_name = read_checkpoint(config.resume), config.resume", "tests/test_paths.py -k resume"),
+      "with checkpoint_file(config.resume, log) as (file, name):\n"
+      "        resumed = read_checkpoint(file, name)",
+      "resumed, name = read_checkpoint(config.resume), config.resume", "tests/test_paths.py -k resume"),
     m("files", "macOS ._ files count as checkpoints", "utils/files.py",
       'return not path.name.startswith(".")', 'return not path.name.startswith(".partial")',
       f"{EVALUATE} -k newest"),
@@ -218,7 +218,8 @@ MUTANTS = [
     # utils/errors.py: the Ctrl-C guard
     m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/errors.py",
       "    if ours and signal.getsignal(", "    if signal.getsignal(", f"{TRAIN} -k ctrl_c"),
-    m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "\nguard_ctrl_c()\n", "\n", f"{TRAIN} -k ctrl_c"),
+    m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "\nguard_ctrl_c()\n", "\n",
+      f"{TRAIN} -k ctrl_c"),
 ]
 
 

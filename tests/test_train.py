@@ -247,12 +247,15 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, a
     with training_steps() as steps:
         resumed = run("resumed", log=said.append, resume=str(path))
     assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line for line in said)
+    assert any(line.endswith("carrying on its schedule") for line in said)
     epochs = by_epoch(steps, len(small_mnist.train_labels))
     assert [all(is_plain(inputs) for inputs, _ in epoch) for epoch in epochs] == [not augment, True]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     if augment:
-        changed = run("changed", resume=str(path), batch_size=50)  # a setting given again wins over the record
+        said.clear()  # a setting given again wins over the record, on a schedule of its own, and says so
+        changed = run("changed", log=said.append, resume=str(path), batch_size=50)
+        assert any(line.endswith("a fresh schedule over the epochs still to train") for line in said)
         assert not torch.equal(changed.blocks[0].conv.weight, straight.blocks[0].conv.weight)
 
 

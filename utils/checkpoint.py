@@ -52,9 +52,10 @@ def save_new(state: dict, models_dir, device_name: str) -> Path:
     return write_new(models_dir, f"model_{device_name}_{timestamp()}", ".pth", serialized(state))
 
 
-def save_over(state: dict, path: Path) -> None:
+def save_over(state: dict, path: Path) -> Path:
     """Atomically replace this run's own checkpoint (written by save_new) with a newer state."""
     replace_atomically(path, serialized(state))
+    return path
 
 
 def load_checkpoint(path, name=None) -> dict:
