@@ -1,9 +1,12 @@
+import importlib
+import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -112,6 +115,29 @@ def assert_bad_flags_rejected(main, argv, message, capsys):
 
 def run_script(*args, timeout=600):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(*args) -> subprocess.CompletedProcess:
+    """What run_script gives (exit code, stdout, stderr), without starting a Python and importing torch again
+    (1.5 s): the script's main() through run_cli, as its `__main__` block runs it, in the repo folder, with the
+    warnings a fresh Python prints. For what a run says and does; the process itself (Ctrl-C, the terminal's
+    encoding, a hang that needs a timeout) is run_script's."""
+    module, argv = (args[1], args[2:]) if args[0] == "-m" else (Path(args[0]).stem, args[1:])
+    stdout, stderr, folder = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(REPO)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr), warnings.catch_warnings():
+            warnings.resetwarnings()  # Python's defaults: each warning once, the developers' ones hidden
+            warnings.simplefilter("default")
+            for hidden in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.filterwarnings("ignore", category=hidden)
+            try:
+                code = run_cli(importlib.import_module(module).main, list(argv))
+            except SystemExit as exit:  # argparse's exit 2
+                code = exit.code
+    finally:
+        os.chdir(folder)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
 def fresh_copy(target: Path, raw_dir: Path) -> None:

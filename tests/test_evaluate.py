@@ -18,7 +18,7 @@ from model import HybridCNN, count_parameters
 from utils.errors import run_cli
 from utils.images import load_digit, to_mnist
 
-from conftest import assert_bad_flags_rejected, run_script
+from conftest import assert_bad_flags_rejected, run_in_process, run_script
 
 
 def test_prints_the_accuracy_the_checkpoint_records(one_epoch_run):
@@ -160,8 +160,8 @@ def test_digits_drawn_dark_on_white_are_predicted(one_epoch_run, tmp_path):
     }
     for image, name in files.values():
         image.save(tmp_path / name)
-    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image",
-                        *(str(tmp_path / name) for _, name in files.values()))
+    result = run_in_process("evaluate.py", str(one_epoch_run[1]), "--image",
+                            *(str(tmp_path / name) for _, name in files.values()))
     assert result.returncode == 0, result.stderr
     for digit, (_, name) in files.items():
         assert re.search(rf"{re.escape(name)}: {digit} \(\d+\.\d%; next: \d ", result.stdout), result.stdout
@@ -247,8 +247,8 @@ def test_bad_image_files_are_one_line_errors_and_the_good_ones_still_read(one_ep
            "truncated.png": "truncated.png: ", "blank.png": "no digit found", "folder.png": "a folder",
            "169mp.png": "13,000 x 13,000 pixels, more than a digit's picture needs (at most 50 megapixels)",
            "196mp.png": "far more pixels than a digit's picture needs", "nan.tif": "not numbers: nan or infinite"}
-    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", str(tmp_path / "good.png"),
-                        *(str(tmp_path / name) for name in bad))
+    result = run_in_process("evaluate.py", str(one_epoch_run[1]), "--image", str(tmp_path / "good.png"),
+                            *(str(tmp_path / name) for name in bad))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert re.search(r"good\.png: 1 \(", result.stdout)
     errors = result.stderr.splitlines()
@@ -270,7 +270,7 @@ def test_every_pixel_mode_reads_and_a_format_without_its_decoder_is_named_so(one
     seven.save(tmp_path / "seven.im")
     seven.save(tmp_path / "seven.eps")
     names = ["lab.tif", "sixteen.tif", "float.tif", "seven.im", "seven.eps", "seven.png"]
-    result = run_script("evaluate.py", str(one_epoch_run[1]), "--image", *(str(tmp_path / name) for name in names))
+    result = run_in_process("evaluate.py", str(one_epoch_run[1]), "--image", *(str(tmp_path / name) for name in names))
     assert "Traceback" not in result.stderr
     read = dict(re.findall(r"^(.*): (\d) \(", result.stdout, re.MULTILINE))
     assert {str(tmp_path / name) for name in names} - set(read) <= {str(tmp_path / "seven.eps")}
@@ -295,11 +295,11 @@ def test_reads_the_checkpoint_inside_a_downloaded_artifact(one_epoch_run, tmp_pa
     checkpoint = one_epoch_run[1]
     zipped = artifact(tmp_path / "mnist-model-12.zip",
                       [(checkpoint.name, checkpoint.read_bytes(), (2026, 11, 24, 9, 0, 0))])
-    result = run_script("evaluate.py", str(zipped))
+    result = run_in_process("evaluate.py", str(zipped))
     assert result.returncode == 0, result.stderr
     assert f"checkpoint: {zipped}: {checkpoint.name} (HybridCNN" in result.stdout and ": matches" in result.stdout
     draw(7).save(tmp_path / "seven.png")
-    result = run_script("evaluate.py", str(zipped), "--image", str(tmp_path / "seven.png"))
+    result = run_in_process("evaluate.py", str(zipped), "--image", str(tmp_path / "seven.png"))
     assert result.returncode == 0 and re.search(r"seven\.png: \d \(", result.stdout), result.stderr
     assert sorted(tmp_path.iterdir()) == [zipped, tmp_path / "seven.png"]  # nothing extracted next to it
 
@@ -372,7 +372,7 @@ def test_a_folder_s_newest_checkpoint_passes_over_hidden_files_and_broken_symlin
     (folder / "folder.pth").mkdir()
     (folder / "dangling.pth").symlink_to(tmp_path / "gone.pth")
     (folder / "loop.pth").symlink_to(folder / "loop.pth")
-    result = run_script("evaluate.py", str(folder))
+    result = run_in_process("evaluate.py", str(folder))
     assert result.returncode == 0, result.stderr
     assert f"checkpoint: {good} (HybridCNN" in result.stdout
     assert sorted(result.stderr.splitlines()) == [
@@ -388,10 +388,10 @@ def test_a_raw_pickle_and_a_compressed_giant_are_one_line_each(tmp_path):
             zipfile.ZipFile(tmp_path / "giant.pth", "w", zipfile.ZIP_DEFLATED) as giant:
         for member in source.infolist():  # 128 MB of zeros in 130 KB: torch would read it whole
             giant.writestr(member.filename, source.read(member))
-    result = run_script("evaluate.py", str(tmp_path / "raw.pth"))
+    result = run_in_process("evaluate.py", str(tmp_path / "raw.pth"))
     assert (result.returncode, result.stderr) == (1, f"error: {tmp_path / 'raw.pth'}: not a readable checkpoint "
                                                      "(truncated, or not a PyTorch file)\n")
-    result = run_script("evaluate.py", str(tmp_path / "giant.pth"))
+    result = run_in_process("evaluate.py", str(tmp_path / "giant.pth"))
     assert result.returncode == 1 and re.fullmatch(
         rf"error: {tmp_path / 'giant.pth'}: refused: it would unpack to 134,21\d,\d+ bytes, far more than a "
         r"checkpoint \(64 MB at most\)\n", result.stderr)

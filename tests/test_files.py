@@ -16,7 +16,7 @@ from utils.data import FETCHING
 from utils.errors import UserError
 from utils.files import PARTIAL, remove_leftovers, writable_folder
 
-from conftest import left_on, needs_mount, on_small_disk, run_script
+from conftest import left_on, needs_mount, on_small_disk, run_in_process
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def test_a_read_only_folder_is_found_before_any_training(tmp_path, mnist):
 def test_a_file_where_a_folder_belongs_is_one_line(tmp_path, mnist):
     (tmp_path / "taken").write_text("my notes")
     for script, flag in (("train.py", "--models-dir"), ("run_pipeline.py", "--samples-dir")):
-        result = run_script(script, flag, str(tmp_path / "taken"))
+        result = run_in_process(script, flag, str(tmp_path / "taken"))
         assert (result.returncode, result.stderr) == (1, f"error: {tmp_path / 'taken'} is a file, not a folder\n")
     assert (tmp_path / "taken").read_text() == "my notes"
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 import run_pipeline
 
-from conftest import REPO, assert_bad_flags_rejected, run_script
+from conftest import REPO, assert_bad_flags_rejected, run_in_process, run_script
 
 
 @pytest.mark.slow
@@ -36,8 +36,8 @@ def test_pipeline_end_to_end(tmp_path, mnist):
 def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
     """Without --epochs, as the original README documents it: the augmentation demo alone."""
     samples, before = tmp_path / "samples", sorted((REPO / "models").iterdir())
-    result = run_script("run_pipeline.py", *epochs, "--aug-samples", "2", "--aug-per-sample", "7",
-                        "--samples-dir", str(samples))  # --models-dir would be refused: it is for training
+    result = run_in_process("run_pipeline.py", *epochs, "--aug-samples", "2", "--aug-per-sample", "7",
+                            "--samples-dir", str(samples))  # --models-dir would be refused: it is for training
     assert result.returncode == 0, result.stderr
     assert "epochs trained: 0" in result.stdout and "== 3. training" not in result.stdout
     assert sorted((REPO / "models").iterdir()) == before
@@ -68,8 +68,8 @@ def test_fixed_names_replace_the_last_pictures(tmp_path, mnist):
     """How the README's pictures are made: the same names every time, the old file replaced."""
     folder = tmp_path / "images"
     for _ in range(2):
-        result = run_script("run_pipeline.py", "--aug-samples", "2", "--aug-per-sample", "3",
-                            "--samples-dir", str(folder), "--fixed-names")
+        result = run_in_process("run_pipeline.py", "--aug-samples", "2", "--aug-per-sample", "3",
+                                "--samples-dir", str(folder), "--fixed-names")
         assert result.returncode == 0, result.stderr
         assert sorted(path.name for path in folder.iterdir()) == ["augmentation.png"]
     assert Image.open(folder / "augmentation.png").size == (4 * 140, 2 * 150 + 40)
