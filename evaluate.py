@@ -126,6 +126,11 @@ def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=B
 
 
 @torch.no_grad()
+def probabilities_of(model, digit) -> torch.Tensor:
+    """The ten class probabilities (on the CPU) of one (1, 28, 28) uint8 digit, as load_digit makes it."""
+    return model.log_probabilities(train.normalize(digit[None]))[0].exp().cpu()
+
+
 def predict_images(model, files) -> bool:
     """Print the predicted digit and its probability for each file; a bad file gets one error line."""
     all_read = True
@@ -136,7 +141,7 @@ def predict_images(model, files) -> bool:
             print(f"error: {error}", file=sys.stderr)
             all_read = False
             continue
-        probabilities = model.log_probabilities(train.normalize(digit[None]))[0].exp().cpu()
+        probabilities = probabilities_of(model, digit)
         best = int(probabilities.argmax())
         runner_up = int(probabilities.topk(2).indices[1])
         print(f"{shown(file)}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "

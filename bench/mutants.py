@@ -215,6 +215,11 @@ MUTANTS = [
     m("job summary", "an accuracy exactly at the bar fails", "evaluate.py",
       "verdict(accuracy >= min_accuracy)", "verdict(accuracy > min_accuracy)",
       "tests/test_workflow.py -k bar_s_wrong_side"),
+    # draw.py: the server's answers
+    m("draw", "an upload over the limit is read and decoded", "draw.py",
+      "if not 0 < length <= MAX_UPLOAD:", "if not 0 < length:", "tests/test_draw.py -k bad_requests"),
+    m("draw", "a method the server does not serve is http.server's 501, in HTML", "draw.py",
+      "if code == HTTPStatus.NOT_IMPLEMENTED:", "if False:", "tests/test_draw.py -k bad_requests"),
     # utils/errors.py: the Ctrl-C guard
     m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/errors.py",
       "    if ours and signal.getsignal(", "    if signal.getsignal(", f"{TRAIN} -k ctrl_c"),

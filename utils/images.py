@@ -7,6 +7,7 @@ strokes are light on a dark background. `to_mnist` repeats those steps for any s
 the background is read from the border, so a dark-on-light drawing is inverted; a transparent
 background counts as background; strokes too thin to survive the downscaling are thickened first.
 """
+import io
 import warnings
 
 import numpy as np
@@ -26,17 +27,19 @@ MAX_PIXELS = 50_000_000  # checked from the header, before anything is decoded. 
 #                          mode, stays within 1.5 GB at the peak, this process included (bench/image_memory.py)
 
 
-def load_digit(path) -> torch.Tensor:
-    """Read an image file and return it as a (1, 28, 28) uint8 MNIST-style digit. Every way the file can fail,
-    from opening it to the digit's last pixel, is a one-line UserError that says which way."""
-    regular_file(path, missing=f"{path}: no such file", folder=f"{path}: a folder, not an image file")
+def load_digit(path, data: bytes | None = None) -> torch.Tensor:
+    """Read an image file (or `data`, a file's bytes, such as an upload: `path` then only names it) and return it
+    as a (1, 28, 28) uint8 MNIST-style digit. Every way the file can fail, from opening it to the digit's last
+    pixel, is a one-line UserError that says which way."""
+    if data is None:
+        regular_file(path, missing=f"{path}: no such file", folder=f"{path}: a folder, not an image file")
     kind, file_format = "image", "this format"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # what Pillow warns about in a damaged file ends the reading, in one line
             warnings.simplefilter("ignore", DeprecationWarning)  # about Pillow's future, not about the file
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # from 89 megapixels: ours is below
-            with Image.open(path) as image:  # reads the header alone
+            with Image.open(path if data is None else io.BytesIO(data)) as image:  # reads the header alone
                 kind, file_format = f"{image.format} image", image.format
                 if image.width * image.height > MAX_PIXELS:
                     raise UserError(f"{path}: {image.width:,} x {image.height:,} pixels, more than a digit's picture "

@@ -1,0 +1,164 @@
+"""Draw a digit in the browser and watch the trained model read it.
+
+    python draw.py                          # the newest checkpoint in models/, at http://127.0.0.1:8000/
+    python draw.py mnist-model-12.zip --port 8080
+
+The page (draw.html: one file of HTML, CSS and JavaScript, nothing fetched from elsewhere) sends what you draw,
+or an image file you drop on it, as the file's bytes to POST /predict. The server prepares it exactly as
+`evaluate.py --image` does (utils/images.py) and answers JSON: the digit, the ten probabilities and the 28x28
+image the model saw. The standard library's http.server serves it; Ctrl-C stops it.
+"""
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
+from utils.errors import OneLineErrors, UserError, run_cli, shown, whole_number
+
+import torch
+
+import evaluate
+from model.checkpoint import load_model
+from utils.checkpoint import checkpoint_file
+from utils.files import is_ours, kind_of
+from utils.images import load_digit
+
+PAGE = Path(__file__).resolve().with_name("draw.html")
+MAX_UPLOAD = 4 * 2**20  # bytes: a photo of a digit fits; the canvas sends about 10 KB
+
+
+class Reader:
+    """The model, loaded once, what the page says about it, and predictions, one at a time, always on the same
+    thread: the server starts a thread per request, and torch's first parallel work on a new thread sets up its
+    own pool of workers (docs/performance.md, "Draw a digit")."""
+
+    def __init__(self, model, state, name):
+        self.model, self.worker = model, ThreadPoolExecutor(max_workers=1)
+        self.about = {"checkpoint": shown(Path(str(name)).name), "test_accuracy": state["final_test_accuracy"],
+                      "epochs": state["epochs"], "parameters": state["parameters"],
+                      "runs_on": model.describe_placement()}
+
+    def predict(self, data: bytes) -> dict:
+        return self.worker.submit(self.read, data).result()
+
+    def read(self, data: bytes) -> dict:
+        digit = load_digit("the image", data=data)
+        probabilities = evaluate.probabilities_of(self.model, digit)
+        return {"digit": int(probabilities.argmax()), "probabilities": [round(p, 6) for p in probabilities.tolist()],
+                "image": digit[0].tolist()}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """GET / (the page), GET /about (the checkpoint), POST /predict (image bytes); anything else, and every bad
+    request, a 4xx status with a one-line JSON error."""
+    server_version, timeout = "draw.py", 10  # seconds a client may take to send its request
+    reader: Reader
+
+    def do_GET(self):
+        path = urlsplit(self.path).path
+        if path == "/":
+            self.answer(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
+        elif path == "/about":
+            self.answer_json(HTTPStatus.OK, self.reader.about)
+        else:
+            self.send_error(HTTPStatus.NOT_FOUND, f"no page {shown(self.path, 100)}: the page is /")
+
+    def do_POST(self):
+        started = time.perf_counter()
+        if urlsplit(self.path).path != "/predict":
+            return self.send_error(HTTPStatus.NOT_FOUND, f"nothing to post to at {shown(self.path, 100)}: "
+                                                         "images go to /predict")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self.send_error(HTTPStatus.LENGTH_REQUIRED, "send the image's bytes with a Content-Length")
+        if not 0 < length <= MAX_UPLOAD:
+            self.discard(min(length, 16 * MAX_UPLOAD))  # what the client is still sending: then it reads the answer
+            status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if length > 0 else HTTPStatus.BAD_REQUEST
+            return self.send_error(status, f"an image of 1 byte to {MAX_UPLOAD // 2**20} MB, not {length:,} bytes")
+        try:
+            prediction = self.reader.predict(self.rfile.read(length))
+        except UserError as error:
+            return self.send_error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
+        self.answer_json(HTTPStatus.OK, prediction | {"server_ms": (time.perf_counter() - started) * 1000})
+
+    def discard(self, length: int) -> None:
+        while length > 0:
+            chunk = self.rfile.read(min(length, 2**20))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    def send_error(self, code, message=None, explain=None):
+        """Every error as one line of JSON; a method this server does not serve is 405, not http.server's 501."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, f"{shown(self.command, 20)} is not served: GET or POST"
+        self.close_connection = True  # an unread body must not be taken for the next request
+        self.answer_json(code, {"error": message or HTTPStatus(code).phrase})
+
+    def answer_json(self, code, value):
+        self.answer(code, json.dumps(value).encode(), "application/json")
+
+    def answer(self, code, body: bytes, kind: str):
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if code == HTTPStatus.METHOD_NOT_ALLOWED:
+            self.send_header("Allow", "GET, POST")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
+
+    def log_message(self, format, *args):  # a line per stroke would bury the URL: quiet
+        pass
+
+
+def port_number(text):
+    value = whole_number(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, not {value}")
+    return value
+
+
+def main(argv=None):
+    parser = OneLineErrors(description="Serve a page where the trained model reads the digits you draw.")
+    parser.add_argument("checkpoint", metavar="PATH", nargs="?", default="models",
+                        help="a .pth checkpoint, a folder (its newest) or a CI artifact .zip (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s, this "
+                                                            "machine only)")
+    parser.add_argument("--port", type=port_number, default=8000, help="(default: %(default)s; 0: any free one)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
+    args = parser.parse_args(argv)
+    path = Path(args.checkpoint)
+    if kind_of(path) == "missing" or kind_of(path) == "folder" and not any(filter(is_ours, path.glob("*.pth"))):
+        raise UserError(f"no checkpoint in {path}: train one first (python train.py --epochs 1), or name one")
+    with checkpoint_file(path) as (file, name):
+        model, state = load_model(file, device=args.device, name=name)
+    torch.set_num_threads(1)  # one drawing at a time: a second thread only waits on the first and on the server
+    Handler.reader = Reader(model, state, name)
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), Handler)
+    except OSError as error:
+        raise UserError(f"cannot listen on {shown(args.host, 100)}:{args.port}: {error.strerror or error}"
+                        f"{' (another --port?)' if 'in use' in str(error) else ''}") from None
+    host, port = server.server_address[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"checkpoint: {shown(name)} ({state['final_test_accuracy']:.2f}% test accuracy), on "
+          f"{model.describe_placement()}")
+    print(f"draw a digit at http://{shown_host}:{port}/ (Ctrl-C stops)", flush=True)
+    with server:
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
