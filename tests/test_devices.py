@@ -63,12 +63,12 @@ def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device,
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)
-def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, small_mnist):
+def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, tiny_mnist):
     """Augmentation draws random numbers on the early stage's device, dropout on the late stage's: the
     checkpoint carries every generator's state, so epoch 2 after a resume draws what it would have drawn."""
     def run(folder, log=lambda message: None, **options):
         config = quiet_config(tmp_path / folder, epochs=2, augment=True, placement=mode, device=device, **options)
-        return train.train(config, data=small_mnist, log=log)[0]
+        return train.train(config, data=tiny_mnist, log=log)[0]
 
     straight = run("straight")
 
@@ -89,10 +89,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, 
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)
-def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, small_mnist):
+def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, tiny_mnist):
     def run(seed):
         config = quiet_config(tmp_path, epochs=2, augment=True, placement=mode, device=device, seed=seed)
-        return train.train(config, data=small_mnist, log=lambda message: None)
+        return train.train(config, data=tiny_mnist, log=lambda message: None)
 
     first, second = run(5), run(5)
     assert first[2][-1]["test_accuracy"] == second[2][-1]["test_accuracy"]

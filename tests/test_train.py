@@ -223,7 +223,7 @@ def test_the_training_cross_entropy_is_recorded_beside_the_loss_optimized(tmp_pa
 
 
 @pytest.mark.parametrize("augment", [False, True])
-def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, augment):
+def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, augment):
     """A 3-epoch run started with its own recipe (batch size, learning rate, smoothing, weight decay, warm-up,
     momentum) and augmentation, interrupted in epoch 2 and resumed with only the checkpoint and the same epochs,
     ends with the uninterrupted run's weights: it does not switch to the defaults (batch 64 would also have
@@ -233,7 +233,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, a
                augment=augment)
 
     def run(folder, log=lambda message: None, **options):
-        return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=small_mnist, log=log)[0]
+        return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=tiny_mnist, log=log)[0]
 
     def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
         if message.startswith("epoch 2/3"):
@@ -248,7 +248,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, small_mnist, a
         resumed = run("resumed", log=said.append, resume=str(path))
     assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line for line in said)
     assert any(line.endswith("carrying on its schedule") for line in said)
-    epochs = by_epoch(steps, len(small_mnist.train_labels))
+    epochs = by_epoch(steps, len(tiny_mnist.train_labels))
     assert [all(is_plain(inputs) for inputs, _ in epoch) for epoch in epochs] == [not augment, True]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
