@@ -19,7 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, run_in_process
+import train
+from conftest import REPO, quiet_config, run_in_process
 from utils.images import load_digit
 
 SCALE = 10  # canvas pixels per MNIST pixel: the page's square is 280 x 280
@@ -260,3 +261,18 @@ def test_clear_empties_the_square_and_the_prediction(browser, server, mnist):
         "return pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data.every(value => value === 255);")
     assert white and element("digit").text == "?"
     assert [value.text for value in browser.find_elements("css selector", "#bars .value")] == ["\u2013"] * 10
+
+
+def test_a_checkpoint_of_other_widths_draws(tmp_path, tiny_mnist, mnist):
+    """The page's server rebuilds whatever network the checkpoint records, as evaluate.py does."""
+    _, path, _ = train.train(quiet_config(tmp_path, channels=(6, 12, 12, 12)), data=tiny_mnist,
+                             log=lambda message: None)
+    process, url = start_server(path)
+    try:
+        file = mnist_png(mnist, 3, tmp_path / "digit.png")
+        status, answer = request(url + "predict", file.read_bytes(), "POST")
+        assert status == 200 and answer["digit"] == evaluate_reads(path, [file])[0]
+        assert request(url + "about")[1]["parameters"] == torch.load(path, weights_only=True)["parameters"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
