@@ -19,8 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+import draw
 import train
 from conftest import REPO, quiet_config, run_in_process
+from model.checkpoint import load_model
 from utils.images import load_digit
 
 SCALE = 10  # canvas pixels per MNIST pixel: the page's square is 280 x 280
@@ -39,10 +41,12 @@ def start_server(checkpoint):
 
 @pytest.fixture(scope="module")
 def server(one_epoch_run):
+    """One server for the module's tests; stopped as a user stops it, with Ctrl-C: one line, exit 130."""
     process, url = start_server(one_epoch_run[1])
     yield url
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (130, "interrupted: stopped before finishing; no partial files were left\n")
 
 
 def request(url, data=None, method=None, headers=None):
@@ -137,14 +141,6 @@ def test_a_port_in_use_and_a_bad_port_are_one_line(one_epoch_run):
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
     result = run_in_process("draw.py", "--port", "70000")
     assert result.returncode == 2 and "--port: must be from 0 (any free port) to 65535, not 70000" in result.stderr
-
-
-def test_ctrl_c_stops_the_server_in_one_line(one_epoch_run):
-    process, url = start_server(one_epoch_run[1])
-    assert request(url)[0] == 200
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=30)
-    assert (process.returncode, stderr) == (130, "interrupted: stopped before finishing; no partial files were left\n")
 
 
 # The page in a real browser. Debian's chromium and chromium-driver (`.ci/run` installs them), or on GitHub's
@@ -267,12 +263,7 @@ def test_a_checkpoint_of_other_widths_draws(tmp_path, tiny_mnist, mnist):
     """The page's server rebuilds whatever network the checkpoint records, as evaluate.py does."""
     _, path, _ = train.train(quiet_config(tmp_path, channels=(6, 12, 12, 12)), data=tiny_mnist,
                              log=lambda message: None)
-    process, url = start_server(path)
-    try:
-        file = mnist_png(mnist, 3, tmp_path / "digit.png")
-        status, answer = request(url + "predict", file.read_bytes(), "POST")
-        assert status == 200 and answer["digit"] == evaluate_reads(path, [file])[0]
-        assert request(url + "about")[1]["parameters"] == torch.load(path, weights_only=True)["parameters"]
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
+    reader = draw.Reader(*load_model(path), path)  # what draw.py serves, without a server of its own
+    file = mnist_png(mnist, 3, tmp_path / "digit.png")
+    assert reader.predict(file.read_bytes())["digit"] == evaluate_reads(path, [file])[0]
+    assert reader.about["parameters"] == torch.load(path, weights_only=True)["parameters"]

@@ -372,7 +372,8 @@ def test_a_folder_s_newest_checkpoint_passes_over_hidden_files_and_broken_symlin
     (folder / "folder.pth").mkdir()
     (folder / "dangling.pth").symlink_to(tmp_path / "gone.pth")
     (folder / "loop.pth").symlink_to(folder / "loop.pth")
-    result = run_in_process("evaluate.py", str(folder))
+    draw(7).save(tmp_path / "seven.png")  # reading a digit: the checkpoint's line without a test-set evaluation
+    result = run_in_process("evaluate.py", str(folder), "--image", str(tmp_path / "seven.png"))
     assert result.returncode == 0, result.stderr
     assert f"checkpoint: {good} (HybridCNN" in result.stdout
     assert sorted(result.stderr.splitlines()) == [

@@ -69,16 +69,16 @@ def test_a_name_too_long_is_one_line(script, argv, capsys):
     assert error.count("\n") == 1 and error.endswith(": File name too long\n"), error
 
 
-def test_resume_takes_what_evaluate_takes_a_folder_or_a_ci_artifact(tmp_path, small_mnist):
+def test_resume_takes_what_evaluate_takes_a_folder_or_a_ci_artifact(tmp_path, tiny_mnist):
     """--resume of a folder reads its newest checkpoint, of a downloaded artifact the checkpoint inside, and both
     continue exactly as the .pth itself does."""
-    _, path, _ = train.train(quiet_config(tmp_path / "first"), data=small_mnist, log=lambda message: None)
+    _, path, _ = train.train(quiet_config(tmp_path / "first"), data=tiny_mnist, log=lambda message: None)
     with zipfile.ZipFile(tmp_path / "mnist-model-12.zip", "w") as artifact:
         artifact.write(path, path.name)
     weights, said = {}, []
     for source in (path, path.parent, tmp_path / "mnist-model-12.zip"):
         config = quiet_config(tmp_path / "more", epochs=2, resume=str(source))
-        weights[source] = train.train(config, data=small_mnist, log=said.append)[0].state_dict()
+        weights[source] = train.train(config, data=tiny_mnist, log=said.append)[0].state_dict()
     assert f"resumed {tmp_path / 'mnist-model-12.zip'}: {path.name}: 1 epoch(s) done" in "\n".join(said)
     for other in list(weights)[1:]:
         assert all(torch.equal(a, b) for a, b in zip(weights[path].values(), weights[other].values()))

@@ -111,10 +111,14 @@ def test_a_run_that_worked_exits_0_whatever_its_names_are_and_the_terminal_takes
 def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_run, tmp_path, capsys):
     """A checkpoint's device, torch version, architecture and archive member names come from whoever wrote the file:
     their escape codes and line breaks are shown, not obeyed, and a long one is cut to a readable line."""
+    from test_evaluate import draw
+
     state = torch.load(one_epoch_run[1], weights_only=True)
     torch.save(state | {"device_used": "cpu\x1b[31m\nrestarting", "torch_version": "9" * 10_000},
                tmp_path / "strings.pth")
-    assert run_cli(evaluate.main, [str(tmp_path / "strings.pth")]) == 0
+    seven = ["--image", str(tmp_path / "seven.png")]  # the checkpoint's line comes first in either mode
+    draw(7).save(seven[1])
+    assert run_cli(evaluate.main, [str(tmp_path / "strings.pth"), *seven]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "trained on cpu\\x1b[31m\\nrestarting, torch 999" in first and len(first) < 400, first
 
@@ -128,7 +132,7 @@ def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_ru
         artifact.writestr(zipfile.ZipInfo("old.pth", (2026, 1, 1, 0, 0, 0)), one_epoch_run[1].read_bytes())
         artifact.writestr(zipfile.ZipInfo("\x1b]0;owned\x07new\r.pth", (2026, 2, 1, 0, 0, 0)),
                           one_epoch_run[1].read_bytes())
-    assert run_cli(evaluate.main, [str(tmp_path / "artifact.zip")]) == 0
+    assert run_cli(evaluate.main, [str(tmp_path / "artifact.zip"), *seven]) == 0
     said = capsys.readouterr().out.splitlines()
     newest = "\\x1b]0;owned\\x07new\\r.pth"
     assert said[0] == f"{tmp_path / 'artifact.zip'} holds 2 checkpoints: reading the newest, {newest}"
