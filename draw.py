@@ -36,7 +36,7 @@ MAX_UPLOAD = 4 * 2**20  # bytes: a photo of a digit fits; the canvas sends about
 class Reader:
     """The model, loaded once, what the page says about it, and predictions, one at a time, always on the same
     thread: the server starts a thread per request, and torch's first parallel work on a new thread sets up its
-    own pool of workers (docs/performance.md, "Draw a digit")."""
+    own pool of workers (docs/performance.md, "draw.py")."""
 
     def __init__(self, model, state, name):
         self.model, self.worker = model, ThreadPoolExecutor(max_workers=1)
