@@ -26,7 +26,7 @@ import torch
 import evaluate
 from model.checkpoint import load_model
 from utils.checkpoint import checkpoint_file
-from utils.files import is_ours, kind_of
+from utils.files import is_ours, kind_of, reporting
 from utils.images import load_digit
 
 PAGE = Path(__file__).resolve().with_name("draw.html")
@@ -59,11 +59,12 @@ class Handler(BaseHTTPRequestHandler):
     request, a 4xx status with a one-line JSON error."""
     server_version, timeout = "draw.py", 10  # seconds a client may take to send its request
     reader: Reader
+    page: bytes
 
     def do_GET(self):
         path = urlsplit(self.path).path
         if path == "/":
-            self.answer(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
+            self.answer(HTTPStatus.OK, self.page, "text/html; charset=utf-8")
         elif path == "/about":
             self.answer_json(HTTPStatus.OK, self.reader.about)
         else:
@@ -139,12 +140,14 @@ def main(argv=None):
     parser.add_argument("--port", type=port_number, default=8000, help="(default: %(default)s; 0: any free one)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
     args = parser.parse_args(argv)
-    path = Path(args.checkpoint)
-    if kind_of(path) == "missing" or kind_of(path) == "folder" and not any(filter(is_ours, path.glob("*.pth"))):
+    path, kind = Path(args.checkpoint), kind_of(args.checkpoint)
+    if kind == "missing" or kind == "folder" and not any(filter(is_ours, path.glob("*.pth"))):
         raise UserError(f"no checkpoint in {path}: train one first (python train.py --epochs 1), or name one")
     with checkpoint_file(path) as (file, name):
         model, state = load_model(file, device=args.device, name=name)
     torch.set_num_threads(1)  # one drawing at a time: a second thread only waits on the first and on the server
+    with reporting("read", PAGE):  # once, at the start: a page missing is said here, not at every request
+        Handler.page = PAGE.read_bytes()
     Handler.reader = Reader(model, state, name)
     try:
         server = ThreadingHTTPServer((args.host, args.port), Handler)

@@ -164,7 +164,7 @@ def is_epoch_record(entry) -> bool:
 
 def damaged_values(state: dict) -> list[str]:
     """The keys whose values no run of this project writes: checked once, here, for every reader (evaluate.py,
-    --resume, the job summary). Keys a resume reads are checked when present."""
+    --resume, draw.py). Keys a resume reads are checked when present."""
     def is_byte_vector(value):
         return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
 
@@ -250,7 +250,7 @@ def newest_checkpoint(path: Path) -> Path:
 
 @contextmanager
 def checkpoint_file(path, log=print):
-    """The checkpoint that `path` names, as every reader takes it (evaluate.py, --resume, the job summary): a .pth,
+    """The checkpoint that `path` names, as every reader takes it (evaluate.py, --resume, draw.py): a .pth,
     a folder's newest, or the newest .pth in a zip (a CI artifact). Yields (the file to read, its name for
     messages); an extracted one lives for the time of the `with`."""
     path = newest_checkpoint(Path(path))
