@@ -1,13 +1,17 @@
 import importlib
 import io
+import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -140,6 +144,26 @@ def run_in_process(*args) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
+class StillRunning(BaseException):
+    """Raised in a call that time_limit stopped; a BaseException, so that no `except Exception` swallows it."""
+
+
+@contextmanager
+def time_limit(seconds):
+    """Stops the code inside the `with`, in this process, if it runs longer than `seconds`: SIGALRM breaks a call
+    blocked in the system (opening a FIFO that no one writes) and its handler raises StillRunning."""
+    def stop(signal_number, frame):
+        raise StillRunning(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def fresh_copy(target: Path, raw_dir: Path) -> None:
     """What a clone of this working tree holds (tracked and new files, not ignored ones; outside a git
     checkout, the tree without data, outputs and caches), plus the verified MNIST files, so that the data
@@ -174,20 +198,32 @@ needs_mount = pytest.mark.skipif(not CAN_MOUNT, reason="needs `unshare -rm` (use
                                                        "small or read-only tmpfs")
 
 
-def on_small_disk(disk, options, *args):
-    """Run `python *args` in the repo with a tmpfs mounted at `disk` (options: "size=300k", "ro"), as an
-    unprivileged user's private mount: a real full or read-only filesystem, whoever runs the tests (root
-    writes through permission bits, not through these). Prints the files left on it after the run."""
-    script = ('mount -t tmpfs -o "$1" tmpfs "$2" || exit 99; shift 2; "$@"; status=$?; '
-              'echo "left:"; find "$DISK" -type f -printf "%f\\n"; exit $status')
-    env = {**os.environ, "DISK": str(disk)}
-    disk.mkdir(exist_ok=True)
-    return subprocess.run(["unshare", "-rm", "bash", "-c", script, "_", options, str(disk), sys.executable, *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+@pytest.fixture(scope="session")
+def small_disk(tmp_path_factory):
+    """run(disk, options, *args): `python *args` (as run_in_process runs it) with a tmpfs mounted at `disk`
+    (options: "size=300k", "ro"), an unprivileged user's private mount: a real full or read-only filesystem,
+    whoever runs the tests (root writes through permission bits, not through these). Gives the exit code,
+    stdout, stderr and `left`, the names of the files left on the disk. One process in its own mount
+    namespace (tests/small_disk.py) runs every such command, so torch is imported once for all of them."""
+    log = tmp_path_factory.mktemp("small_disk") / "stderr.txt"
+    with open(log, "w") as stderr:
+        worker = subprocess.Popen(["unshare", "-rm", sys.executable, str(REPO / "tests" / "small_disk.py")],
+                                  cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
+    def run(disk, options, *args):
+        disk.mkdir(exist_ok=True)
+        worker.stdin.write(json.dumps([options, str(disk), list(args)]) + "\n")
+        worker.stdin.flush()
+        if not select.select([worker.stdout], [], [], 600)[0]:
+            raise TimeoutError(f"tests/small_disk.py still running {args} after 600 s")
+        answer = json.loads(worker.stdout.readline() or '{"error": "tests/small_disk.py ended"}')
+        if "error" in answer:
+            raise RuntimeError(answer["error"] + "\n" + log.read_text()[-3000:])
+        return SimpleNamespace(**answer)
 
-def left_on(result):
-    return result.stdout.split("left:\n")[1].split()
+    yield run
+    worker.stdin.close()
+    worker.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import torch
 from utils.data import IMAGES_MAGIC, LABELS_MAGIC, SHA256, SPLITS, prepare, raw_dir, read_idx, resolve_data_dir
 from utils.errors import UserError
 
-from conftest import left_on, needs_mount, on_small_disk, run_in_process
+from conftest import needs_mount, run_in_process
 
 # The official class counts of MNIST (digits 0..9).
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -132,18 +132,18 @@ def test_a_broken_symlink_is_reported_and_left_as_it_is(real_raw_dir, tmp_path, 
 
 
 @needs_mount
-def test_a_disk_too_small_for_the_data_is_said_before_fetching(tmp_path):
+def test_a_disk_too_small_for_the_data_is_said_before_fetching(small_disk, tmp_path):
     disk = tmp_path / "disk"
-    result = on_small_disk(disk, "size=2m", "-m", "utils.data", "--data-dir", str(disk))
+    result = small_disk(disk, "size=2m", "-m", "utils.data", "--data-dir", str(disk))
     assert result.returncode == 1
     assert re.fullmatch(rf"error: not enough free disk space in {disk}/MNIST/raw to fetch MNIST: 2 MB free, "
                         r"\d\d MB needed\n", result.stderr)
-    assert left_on(result) == []
+    assert result.left == []
 
 
 @needs_mount
-def test_a_read_only_data_folder_is_one_line(tmp_path):
+def test_a_read_only_data_folder_is_one_line(small_disk, tmp_path):
     disk = tmp_path / "disk"
-    result = on_small_disk(disk, "ro", "-m", "utils.data", "--data-dir", str(disk))
+    result = small_disk(disk, "ro", "-m", "utils.data", "--data-dir", str(disk))
     assert (result.returncode, result.stderr) == (1, f"error: cannot create the data folder {disk}/MNIST/raw: "
                                                      "Read-only file system\n")

@@ -1,5 +1,6 @@
 """The device paths that training really uses, on every placement this machine has: the CPU cases run
 everywhere, the CUDA and MPS ones (marked `cuda`, `mps`) where that device is present."""
+import ast
 import os
 import subprocess
 import sys
@@ -102,23 +103,35 @@ def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, tiny_
     assert not torch.equal(other[0].blocks[0].conv.weight, first[0].blocks[0].conv.weight)
 
 
+def tensors(value):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (dict, list, tuple)):
+        for item in (value.values() if isinstance(value, dict) else value):
+            yield from tensors(item)
+
+
+def devices_and_count(path) -> tuple:
+    """Where plain torch.load(path, weights_only=True), no map_location, puts a checkpoint's tensors, and how
+    many there are."""
+    found = list(tensors(torch.load(path, weights_only=True)))
+    return sorted({str(tensor.device) for tensor in found}), len(found)
+
+
 @pytest.mark.parametrize("mode, device", PLACEMENTS)
-def test_a_checkpoint_saved_on_a_device_loads_where_there_is_no_gpu(mode, device, tmp_path, small_mnist):
-    """Plain torch.load(path, weights_only=True), no map_location, in a process that sees no GPU: what a
-    colleague's laptop or a downloaded CI artifact gets."""
-    _, path, _ = train.train(quiet_config(tmp_path, placement=mode, device=device), data=small_mnist,
+def test_a_checkpoint_saved_on_a_device_loads_where_there_is_no_gpu(mode, device, tmp_path, tiny_mnist):
+    """In a process that sees no GPU: what a colleague's laptop or a downloaded CI artifact gets."""
+    _, path, _ = train.train(quiet_config(tmp_path, placement=mode, device=device), data=tiny_mnist,
                              log=lambda message: None)
-    check = ("import sys, torch; state = torch.load(sys.argv[1], weights_only=True)\n"
-             "def tensors(value):\n"
-             "    if isinstance(value, torch.Tensor): yield value\n"
-             "    elif isinstance(value, (dict, list, tuple)):\n"
-             "        for item in (value.values() if isinstance(value, dict) else value): yield from tensors(item)\n"
-             "print(sorted({str(t.device) for t in tensors(state)}), len(list(tensors(state))))")
-    result = subprocess.run([sys.executable, "-c", check, str(path)], cwd=REPO, capture_output=True, text=True,
-                            env=os.environ | {"CUDA_VISIBLE_DEVICES": ""})
-    assert result.returncode == 0, result.stderr
-    devices, count = result.stdout.rsplit(" ", 1)
-    assert devices == "['cpu']" and int(count) >= len(HybridCNN().state_dict())
+    if torch.cuda.is_available():  # a process of its own, with the GPU hidden
+        result = subprocess.run([sys.executable, "-c", f"import test_devices; print(test_devices.devices_and_count("
+                                 f"{str(path)!r}))"], cwd=REPO / "tests", capture_output=True, text=True,
+                                env=os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)})
+        assert result.returncode == 0, result.stderr
+        devices, count = ast.literal_eval(result.stdout)
+    else:  # this process sees none either
+        devices, count = devices_and_count(path)
+    assert devices == ["cpu"] and count >= len(HybridCNN().state_dict())
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS[1:])

@@ -16,42 +16,42 @@ from utils.data import FETCHING
 from utils.errors import UserError
 from utils.files import PARTIAL, remove_leftovers, writable_folder
 
-from conftest import left_on, needs_mount, on_small_disk, run_in_process
+from conftest import needs_mount, run_in_process
 
 
 @pytest.mark.slow
 @needs_mount
-def test_a_full_disk_at_the_checkpoint_is_one_line_and_the_last_good_checkpoint_stays(tmp_path, mnist):
+def test_a_full_disk_at_the_checkpoint_is_one_line_and_the_last_good_checkpoint_stays(small_disk, tmp_path, mnist):
     disk = tmp_path / "disk"  # room for one checkpoint, not for its replacement beside it
-    result = on_small_disk(disk, "size=256k", "train.py", "--epochs", "2", "--quiet", "--models-dir", str(disk))
+    result = small_disk(disk, "size=256k", "train.py", "--epochs", "2", "--quiet", "--models-dir", str(disk))
     assert result.returncode == 1, result.stderr
     assert re.fullmatch(rf"error: cannot write {disk}/model_cpu_\d{{8}}_\d{{6}}\.pth: No space left on device\n",
                         result.stderr)
     assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout
-    (left,) = left_on(result)  # epoch 1's checkpoint, whole; no temporary file
+    (left,) = result.left  # epoch 1's checkpoint, whole; no temporary file
     assert re.fullmatch(r"model_cpu_\d{8}_\d{6}\.pth", left)
 
-    result = on_small_disk(disk, "size=100k", "train.py", "--epochs", "1", "--quiet", "--models-dir", str(disk))
-    assert result.returncode == 1 and "No space left on device" in result.stderr and left_on(result) == []
+    result = small_disk(disk, "size=100k", "train.py", "--epochs", "1", "--quiet", "--models-dir", str(disk))
+    assert result.returncode == 1 and "No space left on device" in result.stderr and result.left == []
 
 
 @needs_mount
-def test_pictures_on_a_full_disk_are_one_line(tmp_path, mnist):
+def test_pictures_on_a_full_disk_are_one_line(small_disk, tmp_path, mnist):
     disk = tmp_path / "disk"
-    result = on_small_disk(disk, "size=8k", "run_pipeline.py", "--samples-dir", str(disk))
+    result = small_disk(disk, "size=8k", "run_pipeline.py", "--samples-dir", str(disk))
     assert result.returncode == 1
     assert re.fullmatch(rf"error: cannot write {disk}/augmentation_\d{{8}}_\d{{6}}\.png: No space left on device\n",
                         result.stderr)
-    assert left_on(result) == []
+    assert result.left == []
 
 
 @needs_mount
-def test_a_read_only_folder_is_found_before_any_training(tmp_path, mnist):
+def test_a_read_only_folder_is_found_before_any_training(small_disk, tmp_path, mnist):
     disk = tmp_path / "disk"
-    result = on_small_disk(disk, "ro", "train.py", "--epochs", "1", "--quiet", "--models-dir", str(disk))
+    result = small_disk(disk, "ro", "train.py", "--epochs", "1", "--quiet", "--models-dir", str(disk))
     assert (result.returncode, result.stderr) == (1, f"error: cannot write in {disk}: Read-only file system\n")
     assert "epoch" not in result.stdout
-    result = on_small_disk(disk, "ro", "run_pipeline.py", "--samples-dir", str(disk / "pictures"))
+    result = small_disk(disk, "ro", "run_pipeline.py", "--samples-dir", str(disk / "pictures"))
     assert (result.returncode, result.stderr) == (1, f"error: cannot create the folder {disk / 'pictures'}: "
                                                      "Read-only file system\n")
     assert "== 1. data" not in result.stdout

@@ -52,13 +52,17 @@ def check_noise_robustness(model, mnist, minimum=95.0):
     noise = torch.randn(clean_pixels.shape, generator=torch.Generator().manual_seed(0)) * NOISE
     noisy_pixels = (clean_pixels + noise).clamp(0, 1)
     model.eval()
-    with torch.no_grad():
-        clean = model((clean_pixels - train.MEAN) / train.STD).argmax(1)
-        noisy = model((noisy_pixels - train.MEAN) / train.STD).argmax(1)
+    clean, noisy = predictions(model, clean_pixels), predictions(model, noisy_pixels)
     agreement = (clean == noisy).double().mean().item() * 100
     noisy_accuracy = (noisy == mnist.test_labels).double().mean().item() * 100
     assert agreement >= minimum, f"predictions agree on only {agreement:.2f}% of noisy digits"
     assert noisy_accuracy >= minimum, f"only {noisy_accuracy:.2f}% right on noisy digits"
+
+
+@torch.no_grad()
+def predictions(model, pixels):
+    """The digit predicted for each image (pixels from 0 to 1), in blocks of 1,000: all at once take twice as long."""
+    return torch.cat([model(block) for block in ((pixels - train.MEAN) / train.STD).split(1000)]).argmax(1)
 
 
 def normalized_test_digits(mnist, count):

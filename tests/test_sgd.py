@@ -9,7 +9,7 @@ from model import HybridCNN
 from utils.errors import UserError
 from utils.sgd import SGD, OneCycle
 
-PEAK, WARMUP, STEPS, WEIGHT_DECAY = 0.2, 0.2, 150, 5e-4
+PEAK, WARMUP, STEPS, WEIGHT_DECAY = 0.2, 0.2, 60, 5e-4
 
 
 def train_steps(mnist, make, frozen=False):
