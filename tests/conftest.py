@@ -215,6 +215,7 @@ def small_disk(tmp_path_factory):
         worker.stdin.write(json.dumps([options, str(disk), list(args)]) + "\n")
         worker.stdin.flush()
         if not select.select([worker.stdout], [], [], 600)[0]:
+            worker.kill()
             raise TimeoutError(f"tests/small_disk.py still running {args} after 600 s")
         answer = json.loads(worker.stdout.readline() or '{"error": "tests/small_disk.py ended"}')
         if "error" in answer:
