@@ -166,6 +166,9 @@ MUTANTS = [
       "zoom = 1 + uniform(n) * config.scale", "zoom = 1 + uniform(n).abs() * config.scale",
       "tests/test_augmentation.py"),
     # utils/files.py
+    m("errors", "a program's lines reach a pipe or a CI log only when it ends", "utils/errors.py",
+      'errors="backslashreplace", line_buffering=True)', 'errors="backslashreplace")',
+      "tests/test_untrusted.py -k cut_short"),
     m("files", "a live run's temporary files are removed as leftovers", "utils/files.py",
       "pid.isdigit() and not process_alive(int(pid))", "pid.isdigit()", "tests/test_files.py"),
     m("files", "the leftovers of killed runs are no longer cleaned", "utils/files.py",

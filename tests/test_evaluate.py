@@ -21,12 +21,12 @@ from utils.images import load_digit, to_mnist
 from conftest import assert_bad_flags_rejected, run_in_process
 
 
-def test_prints_the_accuracy_the_checkpoint_records(one_epoch_run):
-    path = one_epoch_run[1]
+def test_prints_the_accuracy_the_checkpoint_records(narrow_checkpoint):
+    path = narrow_checkpoint
     recorded = torch.load(path, weights_only=True)["final_test_accuracy"]
     result = run_in_process("evaluate.py", str(path.parent))  # a folder: its newest checkpoint
     assert result.returncode == 0, result.stderr
-    parameters = count_parameters(HybridCNN())
+    parameters = count_parameters(HybridCNN(channels=(4, 8)))
     assert f"checkpoint: {path} (HybridCNN, {parameters:,} parameters, 1 epoch(s), seed 1" in result.stdout
     assert f"test set: {recorded:.2f}%" in result.stdout
     assert f"recorded in the checkpoint: {recorded:.2f}%: matches" in result.stdout
@@ -37,12 +37,12 @@ def test_prints_the_accuracy_the_checkpoint_records(one_epoch_run):
     assert correct / 100 == pytest.approx(recorded, abs=1e-9)
 
 
-def test_minimum_and_tampered_figures_fail(one_epoch_run, tmp_path, capsys):
-    path = one_epoch_run[1]
+def test_minimum_and_tampered_figures_fail(narrow_checkpoint, tmp_path, capsys):
+    path = narrow_checkpoint
     assert run_cli(evaluate.main, [str(path), "--min-accuracy", "99.99"]) == 1
     assert "minimum 99.99%: FAILED" in capsys.readouterr().out
 
-    state = torch.load(path, weights_only=True)  # a figure its weights do not give: the test below
+    state = torch.load(path, weights_only=True)
     state["final_test_accuracy"] = "99.1"
     torch.save(state, tmp_path / "damaged.pth")
     assert run_cli(evaluate.main, [str(tmp_path / "damaged.pth")]) == 1
@@ -54,10 +54,10 @@ def test_minimum_and_tampered_figures_fail(one_epoch_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("claimed, verdict", [(+0.05, 0), (-0.05, 0), (+0.3, 1), (-0.3, 1)])
-def test_a_recorded_figure_off_by_more_than_a_tenth_of_a_point_fails(one_epoch_run, tmp_path, claimed, verdict,
-                                                                     capsys):
+def test_a_recorded_figure_off_by_more_than_a_tenth_of_a_point_fails(narrow_checkpoint, tmp_path, claimed,
+                                                                     verdict, capsys):
     """Machines may differ by a few borderline digits (0.05 points passes); 0.3 points is other weights or data."""
-    state = torch.load(one_epoch_run[1], weights_only=True)
+    state = torch.load(narrow_checkpoint, weights_only=True)
     recorded = state["final_test_accuracy"] + claimed
     torch.save(state | {"final_test_accuracy": recorded}, tmp_path / "claims.pth")
     assert run_cli(evaluate.main, [str(tmp_path / "claims.pth")]) == verdict

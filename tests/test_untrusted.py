@@ -139,10 +139,10 @@ def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_ru
     assert said[1].startswith(f"checkpoint: {tmp_path / 'artifact.zip'}: {newest} (HybridCNN")
 
 
-def test_output_cut_short_by_its_reader_ends_quietly(one_epoch_run):
+def test_output_cut_short_by_its_reader_ends_quietly(narrow_checkpoint):
     """`python evaluate.py models | head -1`: the reader leaves after a line; the program stops without a traceback,
     with the status of a command that SIGPIPE ended (141), as other command-line tools do."""
-    process = subprocess.Popen([sys.executable, "evaluate.py", str(one_epoch_run[1])], cwd=REPO,
+    process = subprocess.Popen([sys.executable, "evaluate.py", str(narrow_checkpoint)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert process.stdout.readline().startswith(b"checkpoint: ")
     process.stdout.close()

@@ -59,10 +59,11 @@ def _exit_now(signum, frame):
 
 def run_cli(main, argv=None):
     """Run a script's main(argv); turn UserError and Ctrl-C into a one-line message and an exit code. What the
-    terminal's encoding cannot show is escaped (\\u2026), never an error after the work is done."""
+    terminal's encoding cannot show is escaped (\\u2026), never an error after the work is done. Each line
+    goes out when printed, also into a pipe or a CI log (where Python would hold it until the program ends)."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # not a replaced stream (a test's capture)
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors="backslashreplace", line_buffering=True)
     if signal.getsignal(signal.SIGINT) is _exit_now:  # from here on, Ctrl-C unwinds: files get cleaned up
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
