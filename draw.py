@@ -158,7 +158,7 @@ def main(argv=None):
     shown_host = f"[{host}]" if ":" in host else host
     print(f"checkpoint: {shown(name)} ({state['final_test_accuracy']:.2f}% test accuracy), on "
           f"{model.describe_placement()}")
-    print(f"draw a digit at http://{shown_host}:{port}/ (Ctrl-C stops)", flush=True)
+    print(f"draw a digit at http://{shown_host}:{port}/ (Ctrl-C stops)")
     with server:
         server.serve_forever()
 

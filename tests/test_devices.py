@@ -15,7 +15,7 @@ from model import HybridCNN, resolve_placement
 from utils.augmentation import AugmentConfig, augment
 from utils.sgd import SGD, OneCycle
 
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import load_checkpoint, tensors_in
 from utils.data import MNIST
 
 from conftest import REPO, on, quiet_config, synchronize, training_steps
@@ -103,18 +103,10 @@ def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, tiny_
     assert not torch.equal(other[0].blocks[0].conv.weight, first[0].blocks[0].conv.weight)
 
 
-def tensors(value):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (dict, list, tuple)):
-        for item in (value.values() if isinstance(value, dict) else value):
-            yield from tensors(item)
-
-
 def devices_and_count(path) -> tuple:
     """Where plain torch.load(path, weights_only=True), no map_location, puts a checkpoint's tensors, and how
     many there are."""
-    found = list(tensors(torch.load(path, weights_only=True)))
+    found = [tensor for _, tensor in tensors_in(torch.load(path, weights_only=True), "checkpoint")]
     return sorted({str(tensor.device) for tensor in found}), len(found)
 
 
