@@ -19,12 +19,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 # utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
-from utils.errors import OneLineErrors, UserError, run_cli, shown, whole_number
+from utils import flags
+from utils.errors import OneLineErrors, UserError, run_cli, shown
 
 import torch
 
 import evaluate
 from model.checkpoint import load_model
+from model.placement import describe
 from utils.checkpoint import checkpoint_file
 from utils.files import is_ours, kind_of, reporting
 from utils.images import load_digit
@@ -42,7 +44,7 @@ class Reader:
         self.model, self.worker = model, ThreadPoolExecutor(max_workers=1)
         self.about = {"checkpoint": shown(Path(str(name)).name), "test_accuracy": state["final_test_accuracy"],
                       "epochs": state["epochs"], "parameters": state["parameters"],
-                      "runs_on": model.describe_placement()}
+                      "runs_on": describe(model)}
 
     def predict(self, data: bytes) -> dict:
         return self.worker.submit(self.read, data).result()
@@ -125,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def port_number(text):
-    value = whole_number(text)
+    value = flags.whole_number(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, not {value}")
     return value
@@ -157,7 +159,7 @@ def main(argv=None):
     host, port = server.server_address[:2]
     shown_host = f"[{host}]" if ":" in host else host
     print(f"checkpoint: {shown(name)} ({state['final_test_accuracy']:.2f}% test accuracy), on "
-          f"{model.describe_placement()}")
+          f"{describe(model)}")
     print(f"draw a digit at http://{shown_host}:{port}/ (Ctrl-C stops)")
     with server:
         server.serve_forever()

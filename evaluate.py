@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 # utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
-from utils.errors import OneLineErrors, UserError, percentage, run_cli, shown
+from utils import flags
+from utils.errors import OneLineErrors, UserError, run_cli, shown
 
 import torch
 
-import train
 from model.checkpoint import load_model
 from model.network import BUDGET
+from model.placement import describe
+from model.predict import evaluate, log_probabilities, normalize
 from utils.checkpoint import checkpoint_file
 from utils.data import load_mnist
 from utils.files import reporting
@@ -38,7 +40,7 @@ def parse_args(argv):
     parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
-    parser.add_argument("--min-accuracy", type=percentage,
+    parser.add_argument("--min-accuracy", type=flags.percentage,
                         help="exit 1 if the measured test accuracy (%%) is below this")
     parser.add_argument("--summary", metavar="FILE", help="with --min-accuracy: also append the result at a glance "
                         "as Markdown to FILE (a CI job summary: $GITHUB_STEP_SUMMARY on GitHub)")
@@ -52,7 +54,7 @@ def parse_args(argv):
 
 def test_set_figures(model, data):
     """(loss, accuracy in percent, correct as a bool per test digit, [(right, total) for digits 0-9])."""
-    loss, accuracy, probabilities = train.evaluate(model, data.test_images, data.test_labels)
+    loss, accuracy, probabilities = evaluate(model, data.test_images, data.test_labels)
     correct = probabilities.argmax(1) == data.test_labels
     per_class = [(int(correct[data.test_labels == digit].sum()), int((data.test_labels == digit).sum()))
                  for digit in range(10)]
@@ -128,7 +130,7 @@ def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=B
 @torch.no_grad()
 def probabilities_of(model, digit) -> torch.Tensor:
     """The ten class probabilities (on the CPU) of one (1, 28, 28) uint8 digit, as load_digit makes it."""
-    return model.log_probabilities(train.normalize(digit[None]))[0].exp().cpu()
+    return log_probabilities(model, normalize(digit[None]))[0].exp().cpu()
 
 
 def predict_images(model, files) -> bool:
@@ -153,9 +155,9 @@ def main(argv=None):
     args = parse_args(argv)
     with checkpoint_file(args.checkpoint) as (file, path):
         model, state = load_model(file, device=args.device, name=path)
-    print(f"checkpoint: {shown(path)} ({state['architecture']}, {state['parameters']:,} parameters, "
+    print(f"checkpoint: {shown(path)} ({shown(state['architecture'], 40)}, {state['parameters']:,} parameters, "
           f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state.get('device_used', '?'), 40)}, "
-          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {model.describe_placement()}")
+          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {describe(model)}")
     ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args, path)
     return 0 if ok else 1
 

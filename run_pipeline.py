@@ -13,21 +13,23 @@ import argparse
 import time
 
 # utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
-from utils.errors import OneLineErrors, UserError, non_negative_int, percentage, positive_int, run_cli, shown
+from utils import flags
+from utils.errors import OneLineErrors, UserError, run_cli, shown
 
 import torch
 
 import train
+from model.predict import evaluate
 from utils.augmentation import augment
 from utils.data import load_mnist
 from utils.files import writable_folder
 
-TRAINING_ONLY = ("batch_size", "lr", "device", "placement", "split", "models_dir", "augment", "resume")
+TRAINING_ONLY = ("optimizer", "batch_size", "lr", "weight_decay", "label_smoothing", "dropout", "device", "placement", "split", "models_dir", "augment", "resume")
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
 
 def bounded_count(text):
-    value = positive_int(text)
+    value = flags.positive_int(text)
     if value > MAX_AUGMENTATION_PICTURES:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_AUGMENTATION_PICTURES}, not {value}")
     return value
@@ -36,13 +38,13 @@ def bounded_count(text):
 def parse_args(argv):
     parser = OneLineErrors(description="Augmentation pictures, then (with --epochs N) training, checkpoint, "
                                        "accuracy check, pictures of the trained model, summary.")
-    train.add_training_flags(parser, epochs_type=non_negative_int, epochs_default=0,
+    train.add_training_flags(parser, epochs_type=flags.non_negative_int, epochs_default=0,
                              epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
     parser.add_argument("--aug-samples", type=bounded_count, default=3,
                         help="digits shown in the augmentation grid (1-64, default: %(default)s)")
     parser.add_argument("--aug-per-sample", type=bounded_count, default=5,
                         help="augmentations drawn per digit (1-64, default: %(default)s)")
-    parser.add_argument("--min-accuracy", type=percentage, default=95.0,
+    parser.add_argument("--min-accuracy", type=flags.percentage, default=95.0,
                         help="test accuracy (%%) the run must reach (default: %(default)s)")
     parser.add_argument("--samples-dir", default="samples", help="where pictures go (default: %(default)s)")
     parser.add_argument("--fixed-names", action="store_true", help="save the pictures as augmentation.png, ... "
@@ -100,7 +102,7 @@ def main(argv=None):
         test_accuracy = history[-1]["test_accuracy"]
 
         print("== 4. pictures of the trained model")
-        _, _, probabilities = train.evaluate(model, data.test_images, data.test_labels)
+        _, _, probabilities = evaluate(model, data.test_images, data.test_labels)
         predictions = probabilities.argmax(1)
         folder, fixed = args.samples_dir, args.fixed_names
         pictures += [training_curves(history, len(data.train_labels), folder, fixed),

@@ -1,6 +1,6 @@
 """Accuracy benchmark: train with the defaults (or overrides) once per seed and report the test accuracy
 over the seeds: each figure, their mean, minimum and maximum. Two figures per run: the project's own (the
-prediction averaged over the image and its four one-pixel shifts, HybridCNN.log_probabilities), and the
+prediction averaged over the image and its four one-pixel shifts, model.predict.log_probabilities), and the
 single view's (the network's output for the image alone), from the same trained network.
 
     python bench/bench_accuracy.py                      # one epoch, seeds 101-120
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import train  # noqa: E402
+from model.predict import normalize  # noqa: E402
 from utils.data import load_mnist  # noqa: E402
 
 
@@ -43,7 +44,7 @@ def seed_range(text):
 def single_view_accuracy(model, data) -> float:
     """Percent of the test digits whose plain image alone the network classifies right."""
     model.eval()
-    right = sum((model(train.normalize(data.test_images[start:start + 1000])).argmax(1).cpu()
+    right = sum((model(normalize(data.test_images[start:start + 1000])).argmax(1).cpu()
                  == data.test_labels[start:start + 1000]).sum().item()
                 for start in range(0, len(data.test_labels), 1000))
     return right / len(data.test_labels) * 100

@@ -24,9 +24,8 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import train  # noqa: E402
-from model import HybridCNN, Machine, resolve_placement  # noqa: E402
+from model import HybridCNN, Machine, place, resolve_placement  # noqa: E402
 from utils.data import MNIST, load_mnist  # noqa: E402
-from utils.sgd import SGD, OneCycle  # noqa: E402
 
 OPEN_WITHOUT_GPU = """import sys, torch
 state = torch.load(sys.argv[1], weights_only=True)
@@ -49,8 +48,9 @@ def placements(machine):
 
 
 def label_mismatches(mode, device, digits):
-    model = HybridCNN(resolve_placement(mode, device))
-    images, labels = digits.train_images.to(model.input_device), digits.train_labels.to(model.output_device)
+    placement = resolve_placement(mode, device)
+    model = place(HybridCNN(), placement)
+    images, labels = digits.train_images.to(placement.early), digits.train_labels.to(placement.late)
     read, cross_entropy = [], F.cross_entropy
 
     def probe(logits, target, **options):
@@ -60,14 +60,15 @@ def label_mismatches(mode, device, digits):
     F.cross_entropy = probe
     try:
         config = train.Config()
-        optimizer = SGD(model.parameters(), config.lr, weight_decay=config.weight_decay)
-        schedule = OneCycle(optimizer, config.lr, -(-len(labels) // config.batch_size), config.warmup)
-        train.train_one_epoch(model, optimizer, schedule, images, labels, config, torch.Generator().manual_seed(0),
-                              tqdm(disable=True))
+        optimizer = torch.optim.SGD(model.parameters(), config.lr, momentum=0.9, nesterov=True)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr,
+                                                        total_steps=-(-len(labels) // config.batch_size))
+        train.train_one_epoch(model, optimizer, scheduler, images, labels, config, torch.Generator().manual_seed(0),
+                              tqdm(disable=True), augmenting=False)
     finally:
         F.cross_entropy = cross_entropy
     synchronize = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}
-    synchronize.get(model.input_device.type, lambda: None)()
+    synchronize.get(torch.device(placement.early).type, lambda: None)()
     landed = torch.cat([target for target, _ in read]).cpu()
     at_read = torch.cat([copy for _, copy in read]).cpu()
     return int((landed != at_read).sum()), len(landed)

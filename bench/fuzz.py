@@ -73,7 +73,7 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
 def strange_value(rng: random.Random, like=None):
     """A value of another type, shape, dtype or size than `like`, or a non-finite or out-of-range number."""
     choices = [None, True, -1, 0, 2**63, 3.5, math.nan, math.inf, -math.inf, "text", b"bytes", [], {}, [1, "a"],
-               {"step": -1}, torch.tensor(math.nan), torch.zeros(0), torch.zeros(3, 3, dtype=torch.int64),
+               {"last_epoch": -1}, torch.tensor(math.nan), torch.zeros(0), torch.zeros(3, 3, dtype=torch.int64),
                torch.full((10,), math.inf), torch.zeros(2**12, dtype=torch.uint8)]
     if isinstance(like, torch.Tensor) and like.dim() > 0:
         choices += [like.double(), like.half(), like.to(torch.int32), like.flatten(), like[..., :1],
@@ -140,9 +140,9 @@ class Target:
         _, self.checkpoint, _ = train.train(train.Config(quiet=True, models_dir=str(self.models)), data=self.tiny,
                                             log=lambda message: None)
         self.state = torch.load(self.checkpoint, weights_only=True)
-        steps = self.state["schedule_state"]["step"]  # as if it were epoch 1 of 2: a resume carries that run on
-        self.interrupted = self.state | {"planned_epochs": 2,
-                                         "schedule_state": {"step": steps, "total_steps": 2 * steps}}
+        schedule = self.state["schedule_state"]  # as if it were epoch 1 of 2: a resume carries that run on
+        self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": schedule | {
+            "total_steps": 2 * schedule["last_epoch"]}}
         self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
         for name, item_shape in (("t10k-images-idx3-ubyte", (28, 28)), ("t10k-labels-idx1-ubyte", ())):
             content = bytearray((raw_dir() / name).read_bytes()[:idx_size(50, item_shape)])

@@ -1,62 +1,89 @@
-"""A checkpoint's network: the checks that need to know HybridCNN (its architecture, its widths, the split
-between the stages), rebuilding the network from what a checkpoint records, and loading its weights. Reading
-the file and checking the rest is utils/checkpoint.py's."""
+"""A checkpoint's network: what it records of the network (its layers' names and shapes, build_model's
+arguments), rebuilding that network with build_model, and loading its weights. Reading the file and checking
+the rest is utils/checkpoint.py's."""
 import re
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import torch
+from torch import nn
 
-from model.network import CHANNELS, DROPOUT, MAX_BLOCKS, HybridCNN, buildable, count_parameters
-from model.placement import Placement, resolve_placement
-from utils.checkpoint import described, is_number, load_checkpoint
+from model.network import BUDGET, CHANNELS, build_model, buildable, conv_widths, count_parameters
+from model.placement import (Placement, accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
+                             restore_accelerator_rng_states)
+from utils.checkpoint import (checkpoint_file, described, is_number, load_checkpoint, restore_optimizer, save_new,
+                              save_over)
 from utils.errors import UserError, shown
+from utils.files import writable_folder
 
-ARCHITECTURE = "HybridCNN"
+
+def network_record(model: nn.Module, channels, dropout) -> dict:
+    """What a checkpoint says of its network, from the network itself: its class, its layers' names and shapes,
+    and the arguments build_model made it with."""
+    return {"architecture": type(model).__name__, "build_model": {"channels": list(channels), "dropout": dropout},
+            "layers": layer_shapes(model.state_dict())}
+
+
+def layer_shapes(weights: dict) -> dict:
+    return {name: list(tensor.shape) for name, tensor in weights.items()}
+
+
+def upgraded(state: dict) -> dict:
+    """A checkpoint written before the network was an nn.Sequential (main at 01e8972: HybridCNN's arguments
+    under "network", layers blocks.N and fc, the schedule's own step counter), as this version writes it."""
+    if "layers" in state or not isinstance(state.get("network"), dict):
+        return state
+    blocks = len(state["network"].get("channels") or CHANNELS)
+    weights = {re.sub(r"^blocks\.(\d+)\.", r"\1.", re.sub(r"^fc\.", f"{blocks}.", key)): value
+               for key, value in state["model_state_dict"].items()}
+    state = state | {"build_model": state.pop("network"), "model_state_dict": weights, "layers": layer_shapes(weights)}
+    schedule, recipe = state.get("schedule_state"), state.get("hyperparameters", {})
+    if isinstance(schedule, dict) and "step" in schedule and is_number(recipe.get("lr")):  # OneCycleLR's terms
+        state["schedule_state"] = {"last_epoch": schedule["step"], "total_steps": schedule.get("total_steps")}
+        high, low = recipe.get("momentum", (0.95, 0.85))
+        for group in state["optimizer_state_dict"].get("param_groups") or []:
+            group |= {"initial_lr": recipe["lr"] / 25, "max_lr": recipe["lr"], "min_lr": recipe["lr"] / 25 / 1e4,
+                      "max_momentum": high, "base_momentum": low}
+    return state
 
 
 def read_checkpoint(path, name=None) -> dict:
-    """load_checkpoint, and a network this project builds: its architecture, its arguments, a split that falls
-    inside it. Every way it is wrong is a one-line UserError (about `name`, for a temporary copy)."""
-    state, path = load_checkpoint(path, name), name or path
-    if state["architecture"] != ARCHITECTURE:
-        raise UserError(f"{path}: a checkpoint of architecture {described(state['architecture'])}, not {ARCHITECTURE}")
-    checks = {}
-    if "network" in state:  # HybridCNN's arguments; checkpoints before them hold the design's network
-        network = state["network"]
-        checks["network"] = (isinstance(network, dict) and set(network) == {"channels", "dropout"}
-                             and isinstance(network["channels"], list) and buildable(network["channels"])
-                             and is_number(network["dropout"]) and 0 <= network["dropout"] < 1)
+    """load_checkpoint, upgraded to this version's format, with a record of the network that fits its weights.
+    Every way it is wrong is a one-line UserError (about `name`, for a temporary copy)."""
+    state, path = upgraded(load_checkpoint(path, name)), name or path
+    if "layers" not in state:
+        raise UserError(f"{path}: no record of its network's layers (written by a version of this project before "
+                        "2026-12-03, which this one does not read)")
+    weights, layers, arguments = state["model_state_dict"], state["layers"], state.get("build_model")
+    checks = {"layers": isinstance(layers, dict) and all(isinstance(shape, list) and all(type(side) is int for side in shape)
+                                                         for shape in layers.values()) and layers == layer_shapes(weights),
+              "build_model": isinstance(arguments, dict) and set(arguments) == {"channels", "dropout"}
+              and buildable(arguments["channels"]) and is_number(arguments["dropout"]) and 0 <= arguments["dropout"] < 1}
+    tops = {name.split(".")[0] for name in weights}  # a sequence's layers are 0, 1, ...: the split falls inside
+    children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
     try:
         split = Placement.from_dict(state["placement"]).split
+        checks["placement"] = children is None or split < children
     except (TypeError, UserError):
-        split = None
-    blocks = len(network_of(state)["channels"]) if checks.get("network", True) else MAX_BLOCKS
-    checks["placement"] = split is not None and split <= blocks
-    damaged = [f"{key} {described(state[key])}" for key, fine in checks.items() if not fine]
+        checks["placement"] = False
+    damaged = [f"{key} {described(state.get(key))}" for key, fine in checks.items() if not fine]
     if damaged:
         raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
     return state
 
 
-def network_of(state: dict) -> dict:
-    """HybridCNN's arguments as the checkpoint records them (checked by read_checkpoint); a checkpoint written
-    before they were recorded holds the design's network."""
-    return state.get("network", {"channels": list(CHANNELS), "dropout": DROPOUT})
-
-
-def restore_model(model: torch.nn.Module, state: dict, path) -> None:
-    """Load weights, refusing a state dict whose layers or shapes differ from this model's, or whose recorded
-    parameter count is not the count of its weights."""
-    weights = state["model_state_dict"]
-    if "network" not in state:  # written when the blocks were attributes conv1, conv2, conv3: now blocks.0, 1, 2
-        weights = {re.sub(r"^conv(\d)\.", lambda match: f"blocks.{int(match[1]) - 1}.", key): value
-                   for key, value in weights.items()}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise UserError(f"{path}: weights do not fit this HybridCNN (another architecture?): {first}") from None
+def load_weights(model: nn.Module, state: dict, path) -> None:
+    """Load the checkpoint's weights into `model`: refused in one line, naming the first layer that differs, where
+    the code at hand builds another network."""
+    here, there = layer_shapes(model.state_dict()), state["layers"]
+    for name in [*there, *(name for name in here if name not in there)]:
+        if here.get(name) != there.get(name):
+            raise UserError(f"{path}: layer {shown(name, 60)} is {size(here.get(name))} here, "
+                            f"{size(there.get(name))} in the checkpoint: build_model makes another network now")
+    model.load_state_dict(state["model_state_dict"])
     negative = [name for name, module in model.named_modules()
-                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                if isinstance(module, nn.modules.batchnorm._BatchNorm)
                 and module.running_var is not None and (module.running_var < 0).any()]
     if negative:  # a variance is never negative: its square root would make every prediction NaN
         raise UserError(f"{path}: damaged checkpoint: {shown(negative[0], 100)}.running_var has negative variances")
@@ -65,11 +92,150 @@ def restore_model(model: torch.nn.Module, state: dict, path) -> None:
                         f"{count_parameters(model):,}")
 
 
-def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[HybridCNN, dict]:
-    """Rebuild the network a checkpoint records, for this machine: its widths, the recorded split point between
-    the stages, the devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
+def size(shape) -> str:
+    return "absent" if shape is None else "x".join(map(str, shape)) or "a single number"
+
+
+def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.Module, dict]:
+    """Rebuild the network a checkpoint records, for this machine: the recorded split between the devices, the
+    devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
     state = read_checkpoint(path, name)
-    split = Placement.from_dict(state["placement"]).split  # checked by read_checkpoint
-    model = HybridCNN(resolve_placement(placement_mode, device, split=split), **network_of(state))
-    restore_model(model, state, name or path)
+    model = build_model(**state["build_model"])
+    load_weights(model, state, name or path)
+    split = Placement.from_dict(state["placement"]).split
+    place(model, resolve_placement(placement_mode, device, split=split, model=model))
     return model.eval(), state
+
+
+
+def resume_point(config, log=print):
+    """For --resume (a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it): the config that
+    carries the checkpoint's run on (its network, its seed, and its recipe and augmentation where the command line
+    does not give them), and (checkpoint, its name). A fresh run: (config, None)."""
+    if not config.resume:
+        return replace(config, channels=config.channels or CHANNELS), None
+    with checkpoint_file(config.resume, log) as (file, name):
+        state = read_checkpoint(file, name)
+    if state["epochs"] >= config.epochs:
+        raise UserError(f"{name} already has {state['epochs']} epoch(s); ask for more with --epochs")
+    network = state["build_model"]
+    if config.channels and list(config.channels) != network["channels"]:
+        raise UserError(f"{name} holds a network of widths {','.join(map(str, network['channels']))}: it "
+                        f"resumes as it is (leave --channels out)")
+    recorded = {"optimizer": state.get("optimizer", "SGD").lower(), "seed": state["seed"],
+                "channels": tuple(network["channels"]), "dropout": network["dropout"]} | state.get("hyperparameters", {})
+    if "momentum" in recorded:
+        recorded["momentum"] = tuple(recorded["momentum"])
+    kept = {key: value for key, value in recorded.items() if key not in config.given and hasattr(config, key)}
+    return replace(config, **kept), (state, name)
+
+
+SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made of, besides its length
+ONE_CYCLE = ("initial_lr", "max_lr", "min_lr")  # what OneCycleLR keeps in the optimizer's groups
+
+
+class Run:
+    """A training run's checkpoint: what it carries on from (--resume), its history, and the file it writes after
+    every epoch, as plain CPU tensors and types (weights-only loading reads it on any machine)."""
+
+    def __init__(self, config, model, placement, log=print):
+        writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
+        self.config, self.model, self.placement, self.log = config, model, placement, log
+        self.history, self.path = [], None
+
+    def restore(self, resumed, optimizer, generator, steps_per_epoch) -> tuple[int, int, int]:
+        """Put a resumed run back: its weights and optimizer state, and for the same run carried on (its --epochs,
+        its steps and schedule) the random states where they stopped. Returns (epochs done, steps of the schedule
+        done, epochs the schedule spans): a longer run than planned gets a fresh schedule over the epochs left."""
+        if resumed is None:
+            return 0, 0, self.config.epochs
+        (state, name), config = resumed, self.config
+        load_weights(self.model, state, name)
+        restore_optimizer(optimizer, state, name)
+        for group in optimizer.param_groups:
+            group["weight_decay"] = config.weight_decay
+        recipe, schedule = state.get("hyperparameters", {}), state.get("schedule_state", {})
+        same_run = (state.get("planned_epochs") == config.epochs
+                    and schedule.get("total_steps") == config.epochs * steps_per_epoch
+                    and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
+                            if key in recipe))
+        if same_run:
+            missing = [key for key in ("generator_state", "rng_state", "schedule_state") if key not in state]
+            missing += ["one-cycle settings in its optimizer state"] * any(  # what OneCycleLR carries on from
+                not is_number(group.get(key)) for group in optimizer.param_groups for key in ONE_CYCLE
+                + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ()))
+            if missing:
+                raise UserError(f"{name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
+            generator.set_state(state["generator_state"])
+            torch.set_rng_state(state["rng_state"])
+            restore_accelerator_rng_states(state.get("device_rng_states", {}), self.placement, name)
+        self.history = list(state.get("history", []))
+        self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, {state['final_test_accuracy']:.2f}% test "
+                 f"accuracy; {'carrying on its schedule' if same_run else 'a fresh schedule over the epochs still to train'}")
+        if same_run:
+            return state["epochs"], schedule["last_epoch"], config.epochs
+        return state["epochs"], 0, config.epochs - state["epochs"]
+
+    def hyperparameters(self, optimizer) -> dict:
+        """The recipe as the optimizer used it: its own weight decay, and the momentum range only where the
+        schedule had a momentum (or Adam's first beta) to move."""
+        config, group = self.config, optimizer.param_groups[0]
+        used = {key: getattr(config, key) for key in ("optimizer", "batch_size", "lr", "label_smoothing", "warmup",
+                                                      "momentum", "shift", "clean_last_epoch")}
+        used |= {"augment": config.augmenting, "weight_decay": group["weight_decay"]}
+        if "momentum" not in group and "betas" not in group:
+            del used["momentum"]
+        return used
+
+    def describe(self, optimizer) -> str:
+        """What a run trains, and with what: the network against the budget, where it runs, the recipe as the
+        optimizer uses it."""
+        config, model, used = self.config, self.model, self.hyperparameters(optimizer)
+        parameters, widths = count_parameters(model), conv_widths(model)
+        momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
+        augmentation = ("off" if not used["augment"] else "on" if config.augments(config.epochs)
+                        else "on (the last epoch on the plain images)")
+        return (f"model: {type(model).__name__}{f', conv widths {widths_text(widths)}' if widths else ''}, "
+                f"{parameters:,} parameters ({'under' if parameters < BUDGET else 'OVER'} the budget of {BUDGET:,}), "
+                f"placement {describe(model)}\n"
+                f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
+                f"{momentum}), batch {config.batch_size}, peak lr {config.lr:g}, label smoothing "
+                f"{config.label_smoothing:g}, warm-up {config.warmup:g}, dropout {config.dropout:g}, seed {config.seed}, "
+                f"augmentation {augmentation}")
+
+    def save(self, optimizer, scheduler, generator) -> Path:
+        """Write the checkpoint of the epochs so far: a new file after the first, then over it, atomically."""
+        self.history[-1]["device_peak_mb"] = peak_memory_mb(self.placement.accelerator)
+        last, config, model = self.history[-1], self.config, self.model
+        state = network_record(model, config.channels, config.dropout) | {
+            "model_state_dict": model.state_dict(),
+            "optimizer": type(optimizer).__name__,
+            "optimizer_state_dict": optimizer.state_dict(),
+            "schedule_state": scheduler.state_dict(),
+            "generator_state": generator.get_state(),
+            "rng_state": torch.get_rng_state(),
+            "device_rng_states": accelerator_rng_states(self.placement),
+            "device_used": self.placement.short_name,
+            "placement": self.placement.to_dict(),
+            "epochs": last["epoch"],
+            "planned_epochs": config.epochs,
+            "final_test_accuracy": last["test_accuracy"],
+            "final_test_loss": last["test_loss"],
+            "history": self.history,
+            "parameters": count_parameters(model),
+            "seed": config.seed,
+            "hyperparameters": self.hyperparameters(optimizer),
+            "torch_version": str(torch.__version__),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.path = save_over(state, self.path) if self.path else save_new(state, config.models_dir,
+                                                                             self.placement.short_name)
+        return self.path
+
+
+def tuple_of(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def widths_text(widths) -> str:
+    return ",".join(map(str, widths))

@@ -1,19 +1,21 @@
-"""Where the network runs: a plan that maps its two stages to devices, kept as plain data.
+"""Where a network runs: a plan (plain data: the early device, the late one, and how many of an nn.Sequential's
+children run early), and place(), which moves a model's parts there and makes its inputs hop between them.
 
-The early stage holds the first `split` conv blocks (conv1 and conv2 by default), the late stage the
-rest and the classifier. Modes: `hybrid` puts the early stage on the accelerator and the late stage on
-the CPU; `single` puts everything on one device; `auto` is hybrid when an accelerator is present and
-single on the CPU otherwise. Detection order: CUDA, then Apple MPS, then CPU.
+Modes: `hybrid` puts the first `split` children of an nn.Sequential on the accelerator and the rest on the CPU;
+`single` puts the whole model on one device; `auto` is hybrid when an accelerator is present and the model is a
+sequence, single otherwise. Detection order: CUDA, then Apple MPS, then CPU.
 """
 import os
+import weakref
 from dataclasses import asdict, dataclass
 
 from utils.errors import UserError  # first: importing utils arms the Ctrl-C guard before torch loads
 
 import torch
+from torch import nn
 
 MODES = ("auto", "hybrid", "single")
-DEFAULT_SPLIT = 2  # conv1, conv2 early; the rest and the classifier late
+DEFAULT_SPLIT = 2  # HybridCNN's conv1, conv2 early; the rest and the classifier late
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,14 @@ class Machine:
 class Placement:
     early: str = "cpu"
     late: str = "cpu"
-    split: int = DEFAULT_SPLIT  # how many conv blocks run in the early stage (1 to the network's number)
+    split: int = DEFAULT_SPLIT  # hybrid: how many children of the sequence run early (1 to all but the last)
 
     def __post_init__(self):
         if not (isinstance(self.early, str) and isinstance(self.late, str)):
             raise UserError(f"devices are names such as cpu or cuda:0, not {type(self.early).__name__} and "
                             f"{type(self.late).__name__}")
         if type(self.split) is not int or self.split < 1:
-            raise UserError(f"split must be a number of conv blocks in the early stage, 1 or more, not "
+            raise UserError(f"split must be a number of layers in the early stage, 1 or more, not "
                             f"{str(self.split)[:20]}")
 
     @property
@@ -170,17 +172,81 @@ def normalize_device(device: str, machine: Machine) -> str:
     raise UserError(f"unsupported device {device!r} (use cpu, cuda, cuda:N or mps)")
 
 
-def resolve_placement(mode="auto", device=None, machine=None, split=DEFAULT_SPLIT) -> Placement:
-    """Turn a mode and an optional explicit device into a plan for this (or a described) machine."""
+def resolve_placement(mode="auto", device=None, machine=None, split=None, model=None) -> Placement:
+    """Turn a mode and an optional explicit device into a plan for this (or a described) machine, and for `model`
+    where given: a split that fits it (by default DEFAULT_SPLIT, or all but its last layer where it is shorter);
+    a model that is not an nn.Sequential runs on one device."""
     if mode not in MODES:
         raise UserError(f"placement must be one of {', '.join(MODES)}, not {mode!r}")
     machine = machine or Machine.detect()
     chosen = normalize_device(device, machine) if device else machine.accelerator() or "cpu"
-    if mode == "single":
+    sequence = model is None or isinstance(model, nn.Sequential) and len(model) > 1
+    if model is not None and sequence:
+        split = min(DEFAULT_SPLIT, len(model) - 1) if split is None else split
+        if not 1 <= split < len(model):
+            raise UserError(f"split {split}: this {type(model).__name__} has {len(model)} layers in sequence, so 1 to "
+                            f"{len(model) - 1} of them can run on the accelerator")
+    split = DEFAULT_SPLIT if split is None else split
+    if mode == "hybrid" and not sequence:
+        raise UserError(f"hybrid placement splits an nn.Sequential between devices, and this model is a "
+                        f"{type(model).__name__}: use --placement single or auto")
+    if mode == "single" or mode == "auto" and (chosen == "cpu" or not sequence):
         return Placement(chosen, chosen, split)
-    if mode == "hybrid" and chosen == "cpu":
+    if chosen == "cpu":
         raise UserError("hybrid placement needs an accelerator (CUDA or MPS), and none is "
                         + ("asked for" if device else "present") + "; use --placement single or auto")
-    if chosen == "cpu":  # auto without an accelerator
-        return Placement("cpu", "cpu", split)
     return Placement(chosen, "cpu", split)
+
+
+HOOKS = weakref.WeakKeyDictionary()  # model -> the hooks place() gave it, removed when it is placed again
+
+
+def place(model: nn.Module, placement: Placement) -> nn.Module:
+    """Move `model` to the plan's devices, in place: all of it (single), or an nn.Sequential's first
+    `placement.split` children to the early device and the rest to the late one (hybrid). Its input then moves
+    to the early device and, at the split, to the late one, by forward pre-hooks: every hop between devices is
+    made here. Returns the model; its output is on the late device."""
+    if placement.hybrid and not (isinstance(model, nn.Sequential) and placement.split < len(model)):
+        children = len(model) if isinstance(model, nn.Sequential) else 1
+        raise UserError(f"split {placement.split}: this {type(model).__name__} has {children} layer(s) in sequence, "
+                        f"and each device needs one at least (1 to {children - 1} run early)")
+    for handle in HOOKS.pop(model, []):
+        handle.remove()
+    parts = [(model, placement.early)] if not placement.hybrid else [
+        (child, placement.early if index < placement.split else placement.late) for index, child in enumerate(model)]
+    for part, device in parts:
+        make_reproducible(device)
+        part.to(device)
+    entries = [(model, placement.early)] + ([(model[placement.split], placement.late)] if placement.hybrid else [])
+    HOOKS[model] = [part.register_forward_pre_hook(moving_to(torch.device(device))) for part, device in entries]
+    return model
+
+
+def moving_to(device: torch.device):
+    def hook(module, inputs):
+        return tuple(to_device(x, device) if isinstance(x, torch.Tensor) else x for x in inputs)
+    return hook
+
+
+def describe(model: nn.Module) -> str:
+    """What runs where, named by the model's own children (where it has a parameter or buffer): for example
+    "0-1 (ConvBlock) -> cuda:0 | 2-3 (ConvBlock, Classifier) -> cpu", or "HybridCNN -> cpu"."""
+    if not isinstance(model, nn.Sequential):
+        return f"{type(model).__name__} -> {device_of(model)}"
+    groups = []  # [device, first index, last index, class names]
+    for index, child in enumerate(model):
+        device = device_of(child) or (groups[-1][0] if groups else None)
+        if groups and groups[-1][0] == device:
+            groups[-1][2] = index
+            groups[-1][3] += [type(child).__name__] if type(child).__name__ not in groups[-1][3] else []
+        else:
+            groups.append([device, index, index, [type(child).__name__]])
+    if len(groups) == 1:
+        return f"{type(model).__name__} -> {groups[0][0]}"
+    return " | ".join(f"{first}{f'-{last}' if last > first else ''} ({', '.join(names)}) -> {device}"
+                      for device, first, last, names in groups)
+
+
+def device_of(module: nn.Module) -> torch.device | None:
+    """The device of a module's first parameter or buffer (None for one with neither)."""
+    return next((tensor.device for tensor in [*module.parameters(), *module.buffers()]), None)

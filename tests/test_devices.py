@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import train
-from model import HybridCNN, resolve_placement
+from model import HybridCNN, place, resolve_placement
+from model.predict import MEAN, STD
 from utils.augmentation import AugmentConfig, augment
-from utils.sgd import SGD, OneCycle
 
 from utils.checkpoint import load_checkpoint, tensors_in
 from utils.data import MNIST
@@ -28,9 +28,10 @@ def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device,
     """A probe in the loss: what each step's target held when the loss read it must be what it holds after a
     sync (a copy still in flight reads stale or zero labels, with no error), and each target must be the label
     of the image the network saw in its place (found by its pixels, with the batch's one-pixel shift undone)."""
-    model = HybridCNN(resolve_placement(mode, device))
-    images = small_mnist.train_images.to(model.input_device)
-    labels = small_mnist.train_labels.to(model.output_device)
+    placement = resolve_placement(mode, device)
+    model = place(HybridCNN(), placement)
+    images = small_mnist.train_images.to(placement.early)
+    labels = small_mnist.train_labels.to(placement.late)
     read, cross_entropy = [], F.cross_entropy
 
     def probe(logits, target, **options):
@@ -39,21 +40,21 @@ def test_the_loss_reads_each_image_s_own_label_after_it_has_landed(mode, device,
 
     monkeypatch.setattr(F, "cross_entropy", probe)
     config = train.Config()
-    optimizer = SGD(model.parameters(), config.lr, weight_decay=config.weight_decay)
-    schedule = OneCycle(optimizer, config.lr, -(-len(labels) // config.batch_size), config.warmup)
+    optimizer = torch.optim.SGD(model.parameters(), config.lr, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=-(-len(labels) // config.batch_size))
     with training_steps() as steps:
-        train.train_one_epoch(model, optimizer, schedule, images, labels, config, torch.Generator().manual_seed(0),
-                              tqdm(disable=True))
+        train.train_one_epoch(model, optimizer, scheduler, images, labels, config, torch.Generator().manual_seed(0),
+                              tqdm(disable=True), augmenting=False)
     synchronize(device)
     landed = torch.cat([target for target, _ in read]).cpu()
     assert torch.equal(torch.cat([copy for _, copy in read]).cpu(), landed)
-    assert all(target.device == model.output_device for target, _ in read)
+    assert all(target.device == torch.device(placement.late) for target, _ in read)
 
     label_of = {image.numpy().tobytes(): label
                 for image, label in zip(small_mnist.train_images, small_mnist.train_labels.tolist())}
     seen = []
     for inputs, _ in steps:
-        pixels = ((inputs * train.STD + train.MEAN) * 255).round().to(torch.uint8)
+        pixels = ((inputs * STD + MEAN) * 255).round().to(torch.uint8)
         for rows, columns in [(r, c) for r in (-1, 0, 1) for c in (-1, 0, 1)]:
             found = [label_of.get(image.numpy().tobytes()) for image in pixels.roll((rows, columns), (2, 3))]
             if None not in found:
@@ -100,7 +101,7 @@ def test_one_seed_trains_to_the_same_weights_twice(mode, device, tmp_path, tiny_
     for a, b in zip(first[0].state_dict().values(), second[0].state_dict().values()):
         assert torch.equal(a, b)
     other = run(6)
-    assert not torch.equal(other[0].blocks[0].conv.weight, first[0].blocks[0].conv.weight)
+    assert not torch.equal(other[0][0].conv.weight, first[0][0].conv.weight)
 
 
 def devices_and_count(path) -> tuple:
@@ -137,7 +138,7 @@ def test_training_on_the_device_reaches_what_the_cpu_reaches(mode, device, tmp_p
         config = quiet_config(tmp_path / where, placement=placement[0], device=placement[1])
         model, _, history = train.train(config, data=digits, log=lambda message: None)
         accuracy[where] = history[-1]["test_accuracy"]
-    assert model.input_device.type == torch.device(device).type
+    assert model[0].conv.weight.device.type == torch.device(device).type
     assert accuracy["cpu"] > 98 and abs(accuracy["device"] - accuracy["cpu"]) <= 0.5, accuracy
 
 

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 import evaluate
 import train
 from model import HybridCNN, count_parameters
+from model.predict import MEAN, STD, normalize
 from utils.errors import run_cli
 from utils.images import load_digit, to_mnist
 
@@ -87,7 +88,7 @@ def independent_prediction(state, digit):
     model = HybridCNN()
     model.load_state_dict(state["model_state_dict"])
     model.eval()
-    image = (digit[None].float() / 255 - train.MEAN) / train.STD  # (1, 1, 28, 28)
+    image = (digit[None].float() / 255 - MEAN) / STD  # (1, 1, 28, 28)
     views = [image.roll(shift, dims) for shift, dims in [(0, 2), (1, 3), (-1, 3), (1, 2), (-1, 2)]]
     with torch.no_grad():
         return torch.stack([model(view).softmax(1)[0] for view in views]).mean(0)
@@ -221,8 +222,8 @@ def test_mnist_digits_survive_the_round_trip_through_image_files(trained_model, 
     read_back = torch.stack(read_back)
     assert (read_back.float() - originals.float()).abs().mean() < 10  # of 255; 6.2 when measured
     with torch.no_grad():
-        agreement = (trained_model(train.normalize(read_back)).argmax(1)
-                     == trained_model(train.normalize(originals)).argmax(1)).double().mean().item()
+        agreement = (trained_model(normalize(read_back)).argmax(1)
+                     == trained_model(normalize(originals)).argmax(1)).double().mean().item()
     assert agreement >= 0.98  # 99.6-99.8% when measured on 500 digits
 
 

@@ -1,8 +1,9 @@
-"""The network's two CPU speed paths (model/network.py) compute what the plain PyTorch layers compute."""
+"""The CPU speed tricks the network runs with (utils/cpu_speed.py) compute what the plain PyTorch layers compute."""
 import pytest
 import torch
 
-from model.network import ConvBlock, Dropout
+from model.network import ConvBlock
+from utils.cpu_speed import Dropout
 
 
 @pytest.mark.parametrize("block, shape", [

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import train
 from model import HybridCNN, count_parameters
+from model.predict import MEAN, STD, evaluate, normalize
 from utils.errors import run_cli
 
 BUDGET = 25_000
@@ -23,7 +23,7 @@ def check_parameter_budget(model):
 
 
 def check_test_accuracy(model, mnist, minimum=95.0):
-    _, accuracy, _ = train.evaluate(model, mnist.test_images, mnist.test_labels)
+    _, accuracy, _ = evaluate(model, mnist.test_images, mnist.test_labels)
     assert accuracy > minimum, f"test accuracy {accuracy:.2f}%"
 
 
@@ -62,11 +62,11 @@ def check_noise_robustness(model, mnist, minimum=95.0):
 @torch.no_grad()
 def predictions(model, pixels):
     """The digit predicted for each image (pixels from 0 to 1), in blocks of 1,000: all at once take twice as long."""
-    return torch.cat([model(block) for block in ((pixels - train.MEAN) / train.STD).split(1000)]).argmax(1)
+    return torch.cat([model(block) for block in ((pixels - MEAN) / STD).split(1000)]).argmax(1)
 
 
 def normalized_test_digits(mnist, count):
-    return train.normalize(mnist.test_images[:count]), mnist.test_labels[:count]
+    return normalize(mnist.test_images[:count]), mnist.test_labels[:count]
 
 
 # 1 to 7: the checks on the real model
@@ -133,11 +133,11 @@ def test_the_budget_check_passes_only_under_the_budget(capsys):
 
 
 def test_predictions_average_the_softmax_over_the_digit_and_its_four_one_pixel_shifts(trained_model, mnist):
-    """What every figure and prediction uses (train.evaluate): probabilities that sum to 1, the mean of the five
+    """What every figure and prediction uses (model.predict.evaluate): probabilities that sum to 1, the mean of the five
     views' softmax, and the loss and accuracy of those."""
     images, labels = mnist.test_images[:500], mnist.test_labels[:500]
-    loss, accuracy, probabilities = train.evaluate(trained_model, images, labels)
-    pixels = train.normalize(images)
+    loss, accuracy, probabilities = evaluate(trained_model, images, labels)
+    pixels = normalize(images)
     views = [pixels, pixels.roll(1, 3), pixels.roll(-1, 3), pixels.roll(1, 2), pixels.roll(-1, 2)]
     trained_model.eval()
     with torch.no_grad():
@@ -159,9 +159,6 @@ class ConstantLogits(nn.Module):
     def forward(self, x):
         return self.logits.expand(len(x), 10)
 
-    def log_probabilities(self, x):  # what train.evaluate asks of a model
-        return self(x).log_softmax(1)
-
 
 def test_constant_logits_fail_checks_4_and_7(mnist):
     with pytest.raises(AssertionError, match="test accuracy"):
@@ -173,16 +170,16 @@ def test_constant_logits_fail_checks_4_and_7(mnist):
 def test_batch_statistics_at_evaluation_fail_check_5(trained_model, mnist):
     broken = HybridCNN()
     broken.load_state_dict(trained_model.state_dict())
-    broken.blocks[2].bn.track_running_stats = False  # normalizes with each batch's own statistics
-    broken.blocks[2].bn.running_mean = broken.blocks[2].bn.running_var = None
+    broken[2].bn.track_running_stats = False  # normalizes with each batch's own statistics
+    broken[2].bn.running_mean = broken[2].bn.running_var = None
     with pytest.raises(AssertionError, match="not close"):
         check_batch_equals_one_by_one(broken, normalized_test_digits(mnist, 64)[0])
 
 
 def test_a_layer_cut_off_from_the_gradient_fails_check_6(mnist):
     broken = HybridCNN()
-    broken.blocks[0].register_forward_hook(lambda module, inputs, output: output.detach())
-    with pytest.raises(AssertionError, match="no gradient reaches blocks.0.conv.weight"):
+    broken[0].register_forward_hook(lambda module, inputs, output: output.detach())
+    with pytest.raises(AssertionError, match="no gradient reaches 0.conv.weight"):
         check_gradient_flow(broken, *normalized_test_digits(mnist, 64))
 
 

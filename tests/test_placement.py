@@ -8,9 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import HybridCNN, Machine, Placement, resolve_placement
-from model.network import ConvBlock
-from model.placement import may_overlap
+from torch import nn
+
+from model import HybridCNN, Machine, Placement, place, resolve_placement
+from model.network import ConvBlock, conv_blocks
+from model.placement import describe, may_overlap
 from utils.errors import UserError
 
 from conftest import REPO
@@ -60,12 +62,34 @@ def test_plan_is_plain_data_and_split_is_one_argument():
     assert Placement.from_dict(plan.to_dict()) == plan
     assert all(isinstance(value, (str, int)) for value in plan.to_dict().values())
     assert resolve_placement("auto", machine=ONE_GPU, split=3).split == 3
-    assert "placement: conv1,conv2 -> cpu | conv3,fc -> cpu" in repr(HybridCNN())
     with pytest.raises(UserError, match="split must be"):
         Placement(split=0)
-    with pytest.raises(UserError, match="split 4: this network has 3 conv blocks"):
-        HybridCNN(Placement(split=4))
-    assert HybridCNN(Placement(split=4), channels=(8, 8, 8, 8)).placement.split == 4
+    with pytest.raises(UserError, match="split 4: this HybridCNN has 4 layer"):
+        place(HybridCNN(), Placement("meta", "cpu", split=4))
+    assert describe(place(HybridCNN(channels=(8, 8, 8, 8)), Placement("meta", "cpu", split=4))) == \
+        "0-3 (ConvBlock) -> meta | 4 (Classifier) -> cpu"
+
+
+class OwnNetwork(nn.Module):
+    """A network with its own forward: not a sequence of layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.linear = nn.Conv2d(1, 4, 5, stride=4), nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.linear(self.conv(x).relu().flatten(1))
+
+
+def test_a_model_that_is_not_a_sequence_runs_on_one_device():
+    own = OwnNetwork()
+    assert resolve_placement("auto", machine=ONE_GPU, model=own) == Placement("cuda:0", "cuda:0")
+    assert resolve_placement("auto", machine=ONE_GPU, model=HybridCNN()) == Placement("cuda:0", "cpu")
+    with pytest.raises(UserError, match="hybrid placement splits an nn.Sequential between devices, and this model "
+                                        "is a OwnNetwork: use --placement single or auto"):
+        resolve_placement("hybrid", machine=ONE_GPU, model=own)
+    assert describe(place(own, resolve_placement(model=own))) == "OwnNetwork -> cpu"
+    assert own(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_only_host_to_cuda_copies_may_overlap():
@@ -78,7 +102,7 @@ def test_only_host_to_cuda_copies_may_overlap():
 def settings_after_placing_on(device):
     """make_reproducible changes process-wide settings: look at them in a fresh interpreter that places a
     model on `device` (early stage), with no CUBLAS_WORKSPACE_CONFIG of the caller's."""
-    probe = ("import os, torch; from model import HybridCNN, Placement; HybridCNN(Placement(%r, 'cpu')); "
+    probe = ("import os, torch; from model import HybridCNN, Placement, place; place(HybridCNN(), Placement(%r, 'cpu')); "
              "b = torch.backends; print(torch.are_deterministic_algorithms_enabled(), b.cudnn.benchmark, "
              "b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32, os.environ.get('CUBLAS_WORKSPACE_CONFIG'))" % device)
     env = {key: value for key, value in os.environ.items() if key != "CUBLAS_WORKSPACE_CONFIG"}
@@ -109,40 +133,36 @@ EVERY_SPLIT = [(channels, split) for channels in ((8, 16), (10, 20, 28), (8, 16,
                for split in range(1, len(channels) + 1)]
 
 
-def block_of(parameter_name: str) -> str:
-    """'blocks.2.conv.weight' -> 'conv3', 'fc.2.bias' -> 'fc': the block names the log uses."""
-    parts = parameter_name.split(".")
-    return f"conv{int(parts[1]) + 1}" if parts[0] == "blocks" else parts[0]
+@pytest.mark.parametrize("channels, split", EVERY_SPLIT)
+def test_the_first_split_layers_run_early_and_the_rest_late(channels, split):
+    """Which layer runs where, told apart on a machine without an accelerator: an early stage on PyTorch's
+    "meta" device (shapes, no data) holds exactly the first `split` children's weights, and the log names them."""
+    model = place(HybridCNN(channels), Placement("meta", "cpu", split))
+    devices = {int(name.split(".")[0]): parameter.device.type for name, parameter in model.named_parameters()}
+    assert devices == {index: "meta" if index < split else "cpu" for index in range(len(channels) + 1)}
+    early = f"0-{split - 1}" if split > 1 else "0"
+    late = f"{split}-{len(channels)}" if split < len(channels) else f"{split}"
+    classes = "ConvBlock, Classifier" if split < len(channels) else "Classifier"
+    assert describe(model) == f"{early} (ConvBlock) -> meta | {late} ({classes}) -> cpu"
 
 
 @pytest.mark.parametrize("channels, split", EVERY_SPLIT)
-def test_the_first_split_blocks_run_in_the_early_stage_and_the_rest_in_the_late_one(channels, split):
-    """Which block runs where, told apart on a machine without an accelerator: an early stage on PyTorch's
-    "meta" device (shapes, no data) holds exactly the first `split` blocks' weights, and the log names them."""
-    model = HybridCNN(Placement("meta", "cpu", split), channels=channels)
-    blocks = [f"conv{number}" for number in range(1, len(channels) + 1)] + ["fc"]
-    devices = {block_of(name): parameter.device.type for name, parameter in model.named_parameters()}
-    assert devices == {block: "meta" if index < split else "cpu" for index, block in enumerate(blocks)}
-    assert model.describe_placement() == f"{','.join(blocks[:split])} -> meta | {','.join(blocks[split:])} -> cpu"
-
-
-@pytest.mark.parametrize("channels, split", EVERY_SPLIT)
-def test_the_blocks_run_in_order_whatever_the_split_and_a_block_added_to_the_list_runs(channels, split):
-    model = HybridCNN(Placement("cpu", "cpu", split), channels=channels).eval()
-    model.blocks.append(ConvBlock(channels[-1], channels[-1], padding=1))  # one more, shaped like the last
+def test_the_layers_run_in_order_whatever_the_split_and_a_block_of_any_width_added_runs(channels, split):
+    blocks = conv_blocks(channels) + [ConvBlock(channels[-1], 7, padding=1)]  # one more, of a new width
+    model = place(HybridCNN(blocks=blocks), Placement("cpu", "cpu", split)).eval()
     ran = []
-    for index, module in enumerate([*model.blocks, model.fc]):
+    for index, module in enumerate(model):
         module.register_forward_hook(lambda module, inputs, output, index=index: ran.append((index, output.shape)))
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert [index for index, _ in ran] == list(range(len(channels) + 2))
-    assert ran[-2][1] == ran[-3][1]  # the added block ran, on the last block's output
+    assert ran[-2][1][1] == 7  # the added block ran, on the last block's output
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
 def test_two_stage_split_equals_single_device_exactly(mnist, split):
     torch.manual_seed(0)
     single = HybridCNN()
-    staged = HybridCNN(Placement("cpu", "cpu", split))
+    staged = place(HybridCNN(), Placement("cpu", "cpu", split))
     staged.load_state_dict(single.state_dict())
     images, labels = digits(mnist, 32)
     results = []
@@ -158,7 +178,7 @@ def test_two_stage_split_equals_single_device_exactly(mnist, split):
 def compare_hybrid_with_cpu(accelerator, mnist):
     torch.manual_seed(0)
     reference = HybridCNN().eval()
-    hybrid = HybridCNN(resolve_placement("hybrid", accelerator)).eval()
+    hybrid = place(HybridCNN(), resolve_placement("hybrid", accelerator)).eval()
     hybrid.load_state_dict(reference.state_dict())
     images, labels = digits(mnist, 64)
     outputs = [model(images) for model in (reference, hybrid)]

@@ -15,9 +15,9 @@ import evaluate
 import train
 from model import HybridCNN, Placement, resolve_placement
 from model.checkpoint import load_model
+from model.predict import MEAN, STD, normalize
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
-from utils.sgd import SGD, OneCycle
 
 from conftest import (REPO, assert_bad_flags_rejected, by_epoch, is_plain, quiet_config, run_in_process,
                       training_steps)
@@ -45,7 +45,7 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
     model = HybridCNN()  # an independent evaluation of the saved weights, on the CPU: the softmax averaged
     model.load_state_dict(state["model_state_dict"])  # over each digit and its four 1-pixel shifts
     model.eval()
-    images = (mnist.test_images.float() / 255 - train.MEAN) / train.STD
+    images = (mnist.test_images.float() / 255 - MEAN) / STD
     with torch.no_grad():  # in blocks of 1,000 digits: a forward pass over all 10,000 at once takes twice as long
         views = [images, images.roll(1, 3), images.roll(-1, 3), images.roll(1, 2), images.roll(-1, 2)]
         probabilities = torch.stack([torch.cat([model(block) for block in view.split(1000)]).softmax(1)
@@ -58,13 +58,14 @@ def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
 
 def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
     assert {name: getattr(train.Config(epochs=1), name) for name in train.RECIPES["one epoch"]} == \
-        {"batch_size": 80, "lr": 0.25, "label_smoothing": 0.05, "weight_decay": 2.5e-4, "warmup": 0.3,
-         "momentum": (0.9, 0.8)}
+        {"optimizer": "sgd", "batch_size": 80, "lr": 0.25, "label_smoothing": 0.05, "weight_decay": 2.5e-4,
+         "dropout": 0.15, "warmup": 0.3, "momentum": (0.9, 0.8)}
     assert {name: getattr(train.Config(epochs=15), name) for name in train.RECIPES["several epochs"]} == \
-        {"batch_size": 64, "lr": 0.2, "label_smoothing": 0.0, "weight_decay": 5e-4, "warmup": 0.2,
-         "momentum": (0.95, 0.85)}
+        {"optimizer": "sgd", "batch_size": 64, "lr": 0.2, "label_smoothing": 0.0, "weight_decay": 5e-4,
+         "dropout": 0.15, "warmup": 0.2, "momentum": (0.95, 0.85)}
     config = train.config_from_args(argparse.Namespace(epochs=15, batch_size=100, lr=None))
     assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
+    assert train.Config(optimizer="adam").lr == train.PEAK_LR["adam"]
 
 
 def first_step(tmp_path, data, **options):
@@ -109,7 +110,6 @@ def test_the_seed_sets_the_starting_weights_and_the_order_of_the_batches(tmp_pat
 
 def test_the_split_point_asked_for_is_the_one_trained_and_recorded(tmp_path, small_mnist):
     model, path, _ = train.train(quiet_config(tmp_path, split=3), data=small_mnist, log=lambda m: None)
-    assert model.placement.split == 3 and [len(modules) for _, modules in model.stages] == [3, 1]
     assert torch.load(path, weights_only=True)["placement"]["split"] == 3
 
 
@@ -119,34 +119,21 @@ def test_a_network_of_other_widths_trains_and_every_reader_rebuilds_it(tmp_path,
     (the CI job summary's reader too) and --resume rebuild that network from it."""
     model, path, history = train.train(quiet_config(tmp_path, channels=channels, split=len(channels)),
                                        data=small_mnist, log=lambda message: None)
-    assert [block.conv.out_channels for block in model.blocks] == list(channels)
+    assert [block.conv.out_channels for block in model[:-1]] == list(channels)
     assert history[-1]["test_accuracy"] > 80  # 4,000 digits, one epoch: far above chance (10%)
     recorded = torch.load(path, weights_only=True)
-    assert recorded["network"] == {"channels": list(channels), "dropout": 0.15}
+    assert recorded["build_model"] == {"channels": list(channels), "dropout": 0.15}
+    assert recorded["layers"][f"{len(channels) - 1}.conv.weight"][:2] == [channels[-1], channels[-2]]
     rebuilt, _ = load_model(path)
-    assert [block.conv.out_channels for block in rebuilt.blocks] == list(channels)
-    images = train.normalize(small_mnist.test_images[:50])
+    assert [block.conv.out_channels for block in rebuilt[:-1]] == list(channels)
+    images = normalize(small_mnist.test_images[:50])
     assert torch.equal(rebuilt.eval()(images), model.eval()(images))
     _, resumed, history = train.train(quiet_config(tmp_path, epochs=2, resume=str(path)), data=small_mnist,
                                       log=lambda message: None)
-    assert len(history) == 2 and torch.load(resumed, weights_only=True)["network"]["channels"] == list(channels)
+    assert len(history) == 2 and torch.load(resumed, weights_only=True)["build_model"]["channels"] == list(channels)
     Image.fromarray(255 - small_mnist.test_images[0, 0].numpy()).save(tmp_path / "digit.png")
     assert run_cli(evaluate.main, [str(resumed), "--image", str(tmp_path / "digit.png")]) == 0
     assert "(HybridCNN, " in capsys.readouterr().out
-
-
-def test_a_checkpoint_without_recorded_widths_loads_as_the_design_s_network(one_epoch_run, tmp_path, mnist):
-    """Checkpoints written when the blocks were the attributes conv1, conv2, conv3 (no "network" record): the
-    same network, the same predictions."""
-    state = torch.load(one_epoch_run[1], weights_only=True)
-    old = {key: value for key, value in state.items() if key != "network"}
-    old["model_state_dict"] = {re.sub(r"^blocks\.(\d)\.", lambda match: f"conv{int(match[1]) + 1}.", key): value
-                               for key, value in state["model_state_dict"].items()}
-    assert sorted({key.split(".")[0] for key in old["model_state_dict"]}) == ["conv1", "conv2", "conv3", "fc"]
-    torch.save(old, tmp_path / "old.pth")
-    (model, _), (before, _) = load_model(one_epoch_run[1]), load_model(tmp_path / "old.pth")
-    images = train.normalize(mnist.test_images[:200])
-    assert torch.equal(before(images), model(images))
 
 
 def test_resuming_with_other_widths_and_splitting_past_the_last_block_are_one_line(one_epoch_run, tmp_path, capsys):
@@ -155,8 +142,8 @@ def test_resuming_with_other_widths_and_splitting_past_the_last_block_are_one_li
     assert capsys.readouterr().err == (f"error: {one_epoch_run[1]} holds a network of widths 10,20,28: it resumes "
                                        "as it is (leave --channels out)\n")
     assert run_cli(train.main, ["--channels", "8,16", "--split", "3", "--models-dir", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == ("error: split 3: this network has 2 conv blocks, so the early stage holds "
-                                       "1 to 2 of them\n")
+    assert capsys.readouterr().err == ("error: split 3: this HybridCNN has 3 layers in sequence, so 1 to 2 of them "
+                                       "can run on the accelerator\n")
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
@@ -196,9 +183,10 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         generator = torch.Generator().manual_seed(0)
         order = list(train.batches(len(small_mnist.train_labels), config.batch_size, torch.Generator().manual_seed(0),
                                    "cpu", "cpu"))
-        optimizer = SGD(model.parameters(), 0.1, weight_decay=config.weight_decay)
-        train.train_one_epoch(model, optimizer, OneCycle(optimizer, 0.1, len(order), 0.2), small_mnist.train_images,
-                              small_mnist.train_labels, config, generator, tqdm(disable=True))
+        optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, nesterov=True)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, total_steps=len(order))
+        train.train_one_epoch(model, optimizer, scheduler, small_mnist.train_images, small_mnist.train_labels,
+                              config, generator, tqdm(disable=True), augmenting=False)
         offsets = set()
         for batch, (index, _) in zip(seen, order):
             plain = small_mnist.train_images[index].float() / 255
@@ -259,7 +247,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
         said.clear()  # a setting given again wins over the record, on a schedule of its own, and says so
         changed = run("changed", log=said.append, resume=str(path), batch_size=50)
         assert any(line.endswith("a fresh schedule over the epochs still to train") for line in said)
-        assert not torch.equal(changed.blocks[0].conv.weight, straight.blocks[0].conv.weight)
+        assert not torch.equal(changed[0].conv.weight, straight[0].conv.weight)
 
 
 def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path, tiny_mnist):
@@ -285,17 +273,18 @@ def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path
         assert run[0] < run.max() / 3 and run.argmax() < len(run) // 2  # a warm-up, then the peak
 
 
-def test_resume_refuses_other_architecture(tmp_path, small_mnist):
+def test_resume_refuses_a_network_that_build_model_does_not_make(tmp_path, small_mnist):
+    """The record of the layers must fit the weights (else the file is damaged), and build_model must make a
+    network of those layers (else the code changed since): each refused in one line, naming the first layer."""
     _, path, _ = train.train(quiet_config(tmp_path), data=small_mnist, log=lambda m: None)
     state = torch.load(path, weights_only=True)
-    state["architecture"] = "ResNet18"
-    torch.save(state, tmp_path / "other.pth")
-    state["architecture"] = "HybridCNN"
-    state["model_state_dict"]["fc.2.weight"] = torch.zeros(10, 500)
+    state["model_state_dict"]["3.2.weight"] = torch.zeros(10, 500)
+    torch.save(state, tmp_path / "unrecorded.pth")
+    state["layers"]["3.2.weight"] = [10, 500]
     torch.save(state, tmp_path / "reshaped.pth")
-    with pytest.raises(UserError, match="architecture 'ResNet18'"):
-        train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "other.pth")), data=small_mnist)
-    with pytest.raises(UserError, match="do not fit this HybridCNN"):
+    with pytest.raises(UserError, match="damaged checkpoint: layers"):
+        train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "unrecorded.pth")), data=small_mnist)
+    with pytest.raises(UserError, match="layer 3.2.weight is 10x1008 here, 10x500 in the checkpoint"):
         train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "reshaped.pth")), data=small_mnist)
     with pytest.raises(UserError, match="already has 1 epoch"):
         train.train(quiet_config(tmp_path, epochs=1, resume=str(path)), data=small_mnist)
@@ -341,8 +330,9 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     state = torch.load(good, weights_only=True)  # as if epoch 1 of 2 of a full run was done: --epochs 2 continues it
     steps = -(-len(small_mnist.train_labels) * 15 // train.Config(epochs=2).batch_size)  # an epoch of the full 60,000
     two = train.Config(epochs=2)
-    state |= {"planned_epochs": 2, "schedule_state": {"step": steps, "total_steps": 2 * steps},
-              "hyperparameters": state["hyperparameters"] | {name: getattr(two, name) for name in train.RECIPE_FIELDS}}
+    state |= {"planned_epochs": 2, "schedule_state": {"last_epoch": steps, "total_steps": 2 * steps},
+              "hyperparameters": state["hyperparameters"] | {name: getattr(two, name) for name in train.RECIPES["one epoch"]
+                                                             if name != "dropout"}}
     torch.save(state | {"device_rng_states": {"cuda": ["not a state"]}}, tmp_path / "device_rng.pth")
     for name, damage in DAMAGED.items():
         torch.save(state | damage, tmp_path / f"{name}.pth")
@@ -361,7 +351,7 @@ DAMAGED = {
     "short_rng_state": {"rng_state": torch.zeros(10, dtype=torch.uint8)},
     "generator_state_text": {"generator_state": "seed 1"},
     "history_number": {"history": 5},
-    "schedule_backwards": {"schedule_state": {"step": 900, "total_steps": 100}},
+    "schedule_backwards": {"schedule_state": {"last_epoch": 900, "total_steps": 100}},
     "schedule_text": {"schedule_state": "halfway"},
     # found by bench/fuzz.py:
     "schedule_tensor": {"schedule_state": torch.randn(20, 10, 3, 3)},  # its repr took 40 lines

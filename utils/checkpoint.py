@@ -16,11 +16,10 @@ from tempfile import TemporaryDirectory
 import torch
 
 from utils.errors import UserError, shown
+from utils.flags import MAX_BATCH
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
 MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
-MAX_BATCH = 8192  # the largest batch train.py takes, so the largest a checkpoint records: larger ones take gigabytes
-#                   of memory (docs/performance.md) and learn little in an epoch anyway
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what weights and optimizer state may be
 COUNTERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # BatchNorm's num_batches_tracked
 REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
@@ -189,17 +188,17 @@ def damaged_values(state: dict) -> list[str]:
         checks["device_rng_states"] = isinstance(states, dict) and set(states) <= {"cuda", "mps"} and all(
             is_byte_vector(value) if kind == "mps" else isinstance(value, list) and all(map(is_byte_vector, value))
             for kind, value in states.items())
-    if "schedule_state" in state:
+    if "schedule_state" in state:  # OneCycleLR's state_dict(): where it stands, of how many steps
         position = state["schedule_state"]
-        checks["schedule_state"] = (isinstance(position, dict) and is_step(position.get("step"))
-                                    and is_step(position.get("total_steps"))
-                                    and position["step"] <= position["total_steps"])
+        step = position.get("last_epoch", position.get("step")) if isinstance(position, dict) else None  # step: 01e8972
+        checks["schedule_state"] = is_step(step) and is_step(position.get("total_steps")) and step <= position["total_steps"]
     if "history" in state:
         history = state["history"]
         checks["history"] = isinstance(history, list) and all(map(is_epoch_record, history))
     if "hyperparameters" in state:  # those a resume carries on with
         recorded = state["hyperparameters"]
-        valid = {"batch_size": lambda value: type(value) is int and 1 <= value <= MAX_BATCH,
+        valid = {"optimizer": lambda value: value in ("sgd", "adam", "adamw"),
+                 "batch_size": lambda value: type(value) is int and 1 <= value <= MAX_BATCH,
                  "lr": lambda value: is_number(value) and value > 0,
                  "label_smoothing": lambda value: is_number(value) and 0 <= value <= 1,
                  "weight_decay": lambda value: is_number(value) and value >= 0,
@@ -215,17 +214,41 @@ def damaged_values(state: dict) -> list[str]:
 def restore_optimizer(optimizer, state: dict, path) -> None:
     """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
     trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
-    recorded, building = state.get("optimizer", "SGD"), type(optimizer).__name__  # SGD: before it was recorded
+    recorded, building = state.get("optimizer", "SGD"), type(optimizer).__name__
     if recorded != building:
-        raise UserError(f"{path} was trained with {shown(recorded, 40)}, and train.py now builds {building}: "
-                        "its optimizer state cannot carry over")
-    try:
-        optimizer.load_state_dict(state["optimizer_state_dict"])
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None
-    except (ValueError, KeyError, TypeError, IndexError, RuntimeError):  # what torch.optim raises about a misfit
-        raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and "
-                        f"optimizer") from None
+        raise UserError(f"{path} was trained with {shown(recorded, 40)}, and this run builds {building}: "
+                        "its optimizer state cannot carry over to another optimizer")
+    saved = state["optimizer_state_dict"]
+    if not fits(saved, optimizer.param_groups):
+        raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and optimizer")
+    groups = [group | entry for group, entry in zip(optimizer.param_groups, saved["param_groups"])]  # a setting
+    optimizer.load_state_dict(saved | {"param_groups": groups})  # an earlier version did not record: this one's
+
+
+def fits(saved, groups) -> bool:
+    """Whether `saved` is torch.optim's state for these parameter groups: as many groups of as many parameters,
+    each setting a number of its range (or a flag), each tensor of a parameter's state that parameter's shape or
+    a single number (a step count)."""
+    def setting(value) -> bool:
+        if isinstance(value, (list, tuple)):  # Adam's betas
+            return all(map(setting, value))
+        return value is None or isinstance(value, bool) or is_number(value) and value >= 0
+
+    parameters = [parameter for group in groups for parameter in group["params"]]
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
+            and isinstance(saved.get("param_groups"), list) and len(saved["param_groups"]) == len(groups)):
+        return False
+    for entry, group in zip(saved["param_groups"], groups):
+        if not (isinstance(entry, dict) and isinstance(entry.get("params"), list)
+                and len(entry["params"]) == len(group["params"])
+                and all(setting(value) for key, value in entry.items() if key != "params")):
+            return False
+    numbers = [number for entry in saved["param_groups"] for number in entry["params"]]
+    return numbers == list(range(len(parameters))) and all(  # numbered in order, as torch.optim writes them
+        type(number) is int and 0 <= number < len(parameters) and isinstance(entry, dict)
+        and all(isinstance(value, torch.Tensor) and value.shape in (parameters[number].shape, ())
+                for value in entry.values())
+        for number, entry in saved["state"].items())
 
 
 def newest_checkpoint(path: Path) -> Path:

@@ -1,7 +1,6 @@
 """One exception type for every mistake a user can fix, the one place that prints it, the one rule for text
-on the screen, and argument parsing that reports bad flags in one line too."""
+on the screen, and argument parsing that reports bad flags in one line too (their types: utils/flags.py)."""
 import argparse
-import math
 import os
 import signal
 import sys
@@ -84,55 +83,3 @@ class OneLineErrors(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
-
-
-def whole_number(text) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def number(text) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def positive_int(text):
-    value = whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def positive_float(text):
-    value = number(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-SEEDS = 2**64  # torch's generators take seeds from 0 to 2**64 - 1
-
-
-def seed_value(text):
-    value = whole_number(text)
-    if not 0 <= value < SEEDS:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {SEEDS - 1}, not {value}")
-    return value
-
-
-def percentage(text):
-    value = number(text)
-    if not 0 <= value <= 100:  # nan and inf fail too
-        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100, not {text}")
-    return value

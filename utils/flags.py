@@ -1,0 +1,79 @@
+"""The types of the programs' flags: each refuses a bad value with a one-line reason (OneLineErrors prints it)."""
+import argparse
+import math
+
+MAX_BATCH = 8192  # images per step, at most: larger batches take gigabytes of memory and learn little in an epoch
+SEEDS = 2**64  # torch's generators take seeds from 0 to 2**64 - 1
+
+
+def whole_number(text) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def number(text) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_int(text):
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text):
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def positive_float(text):
+    value = number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def seed(text):
+    value = whole_number(text)
+    if not 0 <= value < SEEDS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEEDS - 1}, not {value}")
+    return value
+
+
+def percentage(text):
+    value = number(text)
+    if not 0 <= value <= 100:  # nan and inf fail too
+        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100, not {text}")
+    return value
+
+
+def fraction(text):
+    """From 0 to 1: label smoothing, weight decay."""
+    value = number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
+    return value
+
+
+def below_one(text):
+    """From 0, and below 1: dropout."""
+    value = number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 and below 1, not {text}")
+    return value
+
+
+def batch_size(text):
+    value = positive_int(text)
+    if value > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH:,} (larger batches take gigabytes of memory "
+                                         f"and learn little), not {value:,}")
+    return value
