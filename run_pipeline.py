@@ -82,7 +82,8 @@ def augmentation_demo(data, samples, per_sample, seed, folder, fixed=False):
 def main(argv=None):
     started = time.perf_counter()
     args = parse_args(argv)
-    config = train.config_from_args(args)
+    config = train.Config(**{name: value for name, value in vars(args).items()
+                             if name in train.Config.__dataclass_fields__})  # the training flags
     writable_folder(args.samples_dir)  # before any work: a file or a read-only folder there fails now, not later
 
     print("== 1. data")

@@ -159,6 +159,16 @@ def test_the_layers_run_in_order_whatever_the_split_and_a_block_of_any_width_add
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
+def test_the_input_hops_to_the_late_device_at_the_split(split):
+    """Seen on a machine without an accelerator: a late stage on PyTorch's "meta" device computes no values, but
+    it only runs if its input arrives there, and the output comes from there."""
+    model = place(HybridCNN(), Placement("cpu", "meta", split)).eval()
+    arrived = []
+    model[split].register_forward_pre_hook(lambda module, inputs: arrived.append(inputs[0].device.type))
+    assert model(torch.zeros(2, 1, 28, 28)).device.type == "meta" and arrived == ["meta"]
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
 def test_two_stage_split_equals_single_device_exactly(mnist, split):
     torch.manual_seed(0)
     single = HybridCNN()

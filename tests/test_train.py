@@ -63,7 +63,7 @@ def test_the_recipe_follows_the_run_s_length_and_a_flag_overrides_it():
     assert {name: getattr(train.Config(epochs=15), name) for name in train.RECIPES["several epochs"]} == \
         {"optimizer": "sgd", "batch_size": 64, "lr": 0.2, "label_smoothing": 0.0, "weight_decay": 5e-4,
          "dropout": 0.15, "warmup": 0.2, "momentum": (0.95, 0.85)}
-    config = train.config_from_args(argparse.Namespace(epochs=15, batch_size=100, lr=None))
+    config = train.Config(epochs=15, batch_size=100, lr=None)
     assert (config.batch_size, config.lr, config.label_smoothing) == (100, 0.2, 0.0)
     assert train.Config(optimizer="adam").lr == train.PEAK_LR["adam"]
 
@@ -181,8 +181,8 @@ def test_each_batch_moves_by_at_most_one_pixel_as_a_whole(small_mnist, monkeypat
         model = HybridCNN()
         config = train.Config(shift=shift)
         generator = torch.Generator().manual_seed(0)
-        order = list(train.batches(len(small_mnist.train_labels), config.batch_size, torch.Generator().manual_seed(0),
-                                   "cpu", "cpu"))
+        order = torch.randperm(len(small_mnist.train_labels), generator=torch.Generator().manual_seed(0))
+        order = [(index, index) for index in order.split(config.batch_size)]  # the epoch's batches, as it draws them
         optimizer = torch.optim.SGD(model.parameters(), 0.1, momentum=0.9, nesterov=True)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.1, total_steps=len(order))
         train.train_one_epoch(model, optimizer, scheduler, small_mnist.train_images, small_mnist.train_labels,
@@ -221,7 +221,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
     started a new schedule), and epoch 2 is augmented or not as the run asked (--no-augment included; the last
     epoch is plain either way)."""
     own = dict(batch_size=100, lr=0.1, label_smoothing=0.05, weight_decay=1e-3, warmup=0.25, momentum=(0.9, 0.8),
-               augment=augment)
+               augment=augment, seed=7)
 
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=tiny_mnist, log=log)[0]
@@ -237,7 +237,7 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
     said = []
     with training_steps() as steps:
         resumed = run("resumed", log=said.append, resume=str(path))
-    assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line for line in said)
+    assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line and "seed 7" in line for line in said)
     assert any(line.endswith("carrying on its schedule") for line in said)
     epochs = by_epoch(steps, len(tiny_mnist.train_labels))
     assert [all(is_plain(inputs) for inputs, _ in epoch) for epoch in epochs] == [not augment, True]
@@ -288,6 +288,30 @@ def test_resume_refuses_a_network_that_build_model_does_not_make(tmp_path, small
         train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "reshaped.pth")), data=small_mnist)
     with pytest.raises(UserError, match="already has 1 epoch"):
         train.train(quiet_config(tmp_path, epochs=1, resume=str(path)), data=small_mnist)
+
+
+def test_a_checkpoint_whose_network_build_model_no_longer_makes_names_its_first_layer(tmp_path, tiny_mnist):
+    _, path, _ = train.train(quiet_config(tmp_path, channels=(8, 16)), data=tiny_mnist, log=lambda message: None)
+    state = torch.load(path, weights_only=True)
+    torch.save(state | {"build_model": {"channels": [10, 20, 28], "dropout": 0.15}}, tmp_path / "other.pth")
+    result = run_in_process("evaluate.py", str(tmp_path / "other.pth"))
+    assert result.returncode == 1 and result.stderr == (
+        f"error: {tmp_path / 'other.pth'}: layer 0.conv.weight is 10x1x5x5 here, 8x1x5x5 in the checkpoint: "
+        "build_model makes another network now\n")
+
+
+def test_the_recipe_s_flags_reach_the_network_the_optimizer_and_the_record(tmp_path, tiny_mnist):
+    """--dropout builds the network with it; --optimizer adam gets its own peak learning rate and the one-cycle
+    schedule moves its first beta as it moves SGD's momentum (up to the top of the range by the end)."""
+    said = []
+    model, path, _ = train.train(quiet_config(tmp_path, optimizer="adam", dropout=0.4, momentum=(0.95, 0.85)),
+                                 data=tiny_mnist, log=said.append)
+    assert [module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)] == [0.4]
+    state = torch.load(path, weights_only=True)
+    assert state["build_model"]["dropout"] == 0.4 and state["optimizer"] == "Adam"
+    assert state["hyperparameters"]["optimizer"] == "adam" and state["hyperparameters"]["lr"] == train.PEAK_LR["adam"]
+    assert 0.93 < state["optimizer_state_dict"]["param_groups"][0]["betas"][0] <= 0.95  # Adam's own is 0.9
+    assert "Adam (weight decay 0.00025, momentum 0.95-0.85), batch 80, peak lr 0.005" in "\n".join(said)
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
@@ -385,6 +409,10 @@ DAMAGED = {
     (["--channels", "8,0"], "--channels: 2 to 5 widths, each 1 to 1024, not '8,0'"),
     (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),
     (["--seed", "-1"], "--seed: must be from 0 to 18446744073709551615, not -1"),
+    (["--dropout", "1"], "--dropout: must be from 0 and below 1, not 1"),
+    (["--weight-decay", "-0.1"], "--weight-decay: must be from 0 to 1, not -0.1"),
+    (["--label-smoothing", "nan"], "--label-smoothing: must be from 0 to 1, not nan"),
+    (["--optimizer", "lion"], "--optimizer: invalid choice: 'lion'"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(train.main, argv, message, capsys)
