@@ -2,13 +2,14 @@
 epoch each, whole processes as a user runs them, alternating, on the same machine and the same MNIST files.
 
     git clone --depth 1 https://github.com/pytorch/examples /tmp/examples
-    python bench/bench_official.py /tmp/examples/mnist/main.py [--rounds 3]
+    python bench/bench_official.py /tmp/examples/mnist/main.py [--rounds 3] [--baseline /tmp/before]
 
 Each round runs `python main.py --epochs 1` (its own network, data loading and Adadelta; it reads
 ../data/MNIST/raw, which is pointed at this repo's MNIST folder) and `python train.py --epochs 1`, and
 times each process from start to exit (imports, data, one epoch, test evaluation). Prints the medians,
-their ratio, and each one's test accuracy, with the CPU, its core count and the torch version. Run it
-alone: a second busy process slows both several times over.
+their ratio, and each one's test accuracy, with the CPU, its core count and the torch version. --baseline DIR
+also times another checkout of this repo in each round (`git worktree add /tmp/before COMMIT`): an A/B in one
+sitting. Run it alone: a second busy process slows both several times over.
 """
 import argparse
 import os
@@ -52,12 +53,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("official", type=Path, help="the official example's mnist/main.py")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, alternating (default: %(default)s)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of this repo, timed in each round too")
     args = parser.parse_args()
+    repos = {"this repo": REPO} | ({f"baseline {args.baseline}": args.baseline} if args.baseline else {})
     if not args.official.is_file():
         sys.exit(f"error: {args.official} is not a file: clone github.com/pytorch/examples and give its mnist/main.py")
     load_mnist(log=lambda message: None)  # fetched and verified before any timing
     print(f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.rounds} rounds of one epoch each")
-    times = {"official example": [], "this repo": []}
+    times = {"official example": []} | {name: [] for name in repos}
     accuracy = {}
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "data"  # the example reads ../data/MNIST/raw
@@ -70,18 +73,20 @@ def main():
             times["official example"].append(seconds)
             found = re.search(r"Accuracy: (\d+)/(\d+)", out)
             accuracy["official example"] = f"{int(found[1]) / int(found[2]) * 100:.2f}%" if found else "?"
-            seconds, out = timed([sys.executable, "train.py", "--epochs", "1", "--quiet",
-                                  "--models-dir", str(Path(folder) / "models")], cwd=REPO)
-            times["this repo"].append(seconds)
-            accuracy["this repo"] = re.search(r"test loss [\d.]+ acc ([\d.]+%)", out)[1]
-            print(f"round {round_}: official example {times['official example'][-1]:.1f} s, "
-                  f"this repo {times['this repo'][-1]:.1f} s", flush=True)
+            for name, repo in repos.items():
+                seconds, out = timed([sys.executable, "train.py", "--epochs", "1", "--quiet",
+                                      "--models-dir", str(Path(folder) / "models")], cwd=repo)
+                times[name].append(seconds)
+                accuracy[name] = re.search(r"test loss [\d.]+ acc ([\d.]+%)", out)[1]
+            print(f"round {round_}: " + ", ".join(f"{name} {values[-1]:.1f} s" for name, values in times.items()),
+                  flush=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, median in medians.items():
         print(f"{name:>16}: one epoch, whole process, median {median:.1f} s (min {min(times[name]):.1f}, "
               f"max {max(times[name]):.1f}); test accuracy of the last run {accuracy[name]}")
-    ratio = medians["official example"] / medians["this repo"]
-    print(f"ratio: the official example takes {ratio:.1f}x as long as this repo")
+    for name in repos:
+        ratio = medians[name] / medians["official example"]
+        print(f"{name}: {ratio:.3f} of the official example's time (the example takes {1 / ratio:.1f}x as long)")
 
 
 if __name__ == "__main__":
