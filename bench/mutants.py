@@ -56,7 +56,7 @@ MUTANTS = [
       "F.cross_entropy(logits, target, label_smoothing=config.label_smoothing)", "F.cross_entropy(logits, target)",
       f"{TRAIN} -k 'recipe or resume'"),
     m("train", "labels are taken in another order than their images", "train.py",
-      "order.to(label_device).split(batch_size)", "order.flip(0).to(label_device).split(batch_size)",
+      "order.to(labels.device).split(config.batch_size)", "order.flip(0).to(labels.device).split(config.batch_size)",
       f"{DEVICES} -k loss_reads"),
     m("train", "the learning-rate schedule never advances", "train.py",
       "        scheduler.step()\n", "", f"{TRAIN} -k 'recipe or extends'"),

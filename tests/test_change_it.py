@@ -1,6 +1,7 @@
 """Changes a user makes, as the README's "Change it" shows them, each made in a fresh copy of the repo and run as a
 user runs it: train.py, --resume, evaluate.py and draw.py's /predict with what it trained, or one line that says
 why not. Batches of 500 make the epochs quick: these check the mechanics, not the accuracy."""
+import inspect
 import json
 import re
 import signal
@@ -12,24 +13,14 @@ import pytest
 import torch
 
 from conftest import REPO, fresh_copy, run_shell
+from test_placement import OwnNetwork
 
 SECTION = (REPO / "README.md").read_text().split("\n## Change it\n")[1].split("\n## ")[0]
 COMMANDS = re.search(r"```bash\n(.*?)```", SECTION, re.DOTALL)[1].splitlines()  # each run as written, comment too
 OWN_SEQUENCE, ONE_MORE_BLOCK, OTHER_OPTIMIZER = [block.strip() for block in
                                                  re.findall(r"```python\n(.*?)```", SECTION, re.DOTALL)]
 DIGIT = REPO / "tests" / "fixtures" / "digit_0.png"  # a test digit 7, drawn dark on light
-OWN_MODULE = '''
-
-class OwnNet(nn.Module):
-    """Not a sequence: a forward of its own."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.linear = nn.Conv2d(1, 8, 5, stride=2), nn.Linear(8 * 12 * 12, 10)
-
-    def forward(self, x):
-        return self.linear(self.conv(x).relu().flatten(1))
-'''
+OWN_MODULE = "\n\n" + inspect.getsource(OwnNetwork)  # a forward of its own, not a sequence
 
 
 def edited(folder, raw_dir, path="model/network.py", old=None, new=None, append=""):
@@ -112,12 +103,12 @@ def test_b_build_model_returning_one_s_own_sequential(tmp_path, real_raw_dir):
 @pytest.mark.slow
 def test_c_one_s_own_module_with_a_forward_of_its_own_runs_on_one_device(tmp_path, real_raw_dir):
     repo = edited(tmp_path, real_raw_dir, old="    blocks = conv_blocks(channels)\n    return HybridCNN(dropout=dropout, "
-                  "blocks=blocks)\n", new="    return OwnNet()\n", append=OWN_MODULE)
+                  "blocks=blocks)\n", new="    return OwnNetwork()\n", append=OWN_MODULE)
     said, _ = trains_resumes_evaluates_and_draws(repo)
-    assert "model: OwnNet, conv widths 8, 11,738 parameters" in said and "placement OwnNet -> " in said
+    assert "model: OwnNetwork, conv widths 4, 1,554 parameters" in said and "placement OwnNetwork -> " in said
     hybrid = run(repo, "train.py", "--placement", "hybrid")
     assert hybrid.returncode == 1 and hybrid.stderr == (
-        "error: hybrid placement splits an nn.Sequential between devices, and this model is a OwnNet: use "
+        "error: hybrid placement splits an nn.Sequential between devices, and this model is a OwnNetwork: use "
         "--placement single or auto\n")
 
 
