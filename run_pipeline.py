@@ -24,7 +24,8 @@ from utils.augmentation import augment
 from utils.data import load_mnist
 from utils.files import writable_folder
 
-TRAINING_ONLY = ("optimizer", "batch_size", "lr", "weight_decay", "label_smoothing", "dropout", "device", "placement", "split", "models_dir", "augment", "resume")
+TRAINING_ONLY = ("optimizer", "batch_size", "lr", "weight_decay", "label_smoothing", "dropout", "device", "placement",
+                 "split", "models_dir", "augment", "resume")
 MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
 
 

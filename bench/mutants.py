@@ -160,7 +160,7 @@ MUTANTS = [
       "for name in [*there, *(name for name in here if name not in there)]:",
       "for name in reversed([*there, *(name for name in here if name not in there)]):", f"{TRAIN} -k first_layer"),
     m("layers", "the record of the layers is not checked against the weights", "model/checkpoint.py",
-      "for shape in layers.values()) and layers == layer_shapes(weights),", "for shape in layers.values()),",
+      'checks = {"layers": shapes and layers == layer_shapes(weights),', 'checks = {"layers": shapes,',
       f"{TRAIN} -k refuses"),
     m("layers", "an earlier version's classifier is read as its last block", "model/checkpoint.py",
       'weights = {re.sub(r"^blocks\\.(\\d+)\\.", r"\\1.", re.sub(r"^fc\\.", f"{blocks}.", key)): value',

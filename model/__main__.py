@@ -18,7 +18,7 @@ def main(argv=None):
     parser = OneLineErrors(prog="python -m model", description=__doc__.splitlines()[0])
     parser.add_argument("--channels", type=channel_list, default=CHANNELS,
                         help=f"the conv blocks' widths (default: {','.join(map(str, CHANNELS))})")
-    parser.add_argument("--budget", type=flags.positive_int, help="fail unless the parameter count is under this number")
+    parser.add_argument("--budget", type=flags.positive_int, help="fail unless the parameter count is below this")
     args = parser.parse_args(argv)
     model = build_model(args.channels)
     print(model)

@@ -32,9 +32,10 @@ def layer_shapes(weights: dict) -> dict:
 def upgraded(state: dict) -> dict:
     """A checkpoint written before the network was an nn.Sequential (main at 01e8972: HybridCNN's arguments
     under "network", layers blocks.N and fc, the schedule's own step counter), as this version writes it."""
-    if "layers" in state or not isinstance(state.get("network"), dict):
+    network = state.get("network")
+    if "layers" in state or not (isinstance(network, dict) and buildable(network.get("channels"))):
         return state
-    blocks = len(state["network"].get("channels") or CHANNELS)
+    blocks = len(network["channels"])
     weights = {re.sub(r"^blocks\.(\d+)\.", r"\1.", re.sub(r"^fc\.", f"{blocks}.", key)): value
                for key, value in state["model_state_dict"].items()}
     state = state | {"build_model": state.pop("network"), "model_state_dict": weights, "layers": layer_shapes(weights)}
@@ -42,7 +43,8 @@ def upgraded(state: dict) -> dict:
     if isinstance(schedule, dict) and "step" in schedule and is_number(recipe.get("lr")):  # OneCycleLR's terms
         state["schedule_state"] = {"last_epoch": schedule["step"], "total_steps": schedule.get("total_steps")}
         high, low = recipe.get("momentum", (0.95, 0.85))
-        for group in state["optimizer_state_dict"].get("param_groups") or []:
+        groups = state["optimizer_state_dict"].get("param_groups")
+        for group in filter(lambda group: isinstance(group, dict), groups if isinstance(groups, list) else []):
             group |= {"initial_lr": recipe["lr"] / 25, "max_lr": recipe["lr"], "min_lr": recipe["lr"] / 25 / 1e4,
                       "max_momentum": high, "base_momentum": low}
     return state
@@ -56,10 +58,12 @@ def read_checkpoint(path, name=None) -> dict:
         raise UserError(f"{path}: no record of its network's layers (written by a version of this project before "
                         "2026-12-03, which this one does not read)")
     weights, layers, arguments = state["model_state_dict"], state["layers"], state.get("build_model")
-    checks = {"layers": isinstance(layers, dict) and all(isinstance(shape, list) and all(type(side) is int for side in shape)
-                                                         for shape in layers.values()) and layers == layer_shapes(weights),
+    shapes = isinstance(layers, dict) and all(isinstance(shape, list) and all(type(side) is int for side in shape)
+                                              for shape in layers.values())
+    checks = {"layers": shapes and layers == layer_shapes(weights),
               "build_model": isinstance(arguments, dict) and set(arguments) == {"channels", "dropout"}
-              and buildable(arguments["channels"]) and is_number(arguments["dropout"]) and 0 <= arguments["dropout"] < 1}
+              and buildable(arguments["channels"]) and is_number(arguments["dropout"])
+              and 0 <= arguments["dropout"] < 1}
     tops = {name.split(".")[0] for name in weights}  # a sequence's layers are 0, 1, ...: the split falls inside
     children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
     try:
@@ -123,7 +127,8 @@ def resume_point(config, log=print):
         raise UserError(f"{name} holds a network of widths {','.join(map(str, network['channels']))}: it "
                         f"resumes as it is (leave --channels out)")
     recorded = {"optimizer": state.get("optimizer", "SGD").lower(), "seed": state["seed"],
-                "channels": tuple(network["channels"]), "dropout": network["dropout"]} | state.get("hyperparameters", {})
+                "channels": tuple(network["channels"]), "dropout": network["dropout"]}
+    recorded |= state.get("hyperparameters", {})
     if "momentum" in recorded:
         recorded["momentum"] = tuple(recorded["momentum"])
     kept = {key: value for key, value in recorded.items() if key not in config.given and hasattr(config, key)}
@@ -170,8 +175,9 @@ class Run:
             torch.set_rng_state(state["rng_state"])
             restore_accelerator_rng_states(state.get("device_rng_states", {}), self.placement, name)
         self.history = list(state.get("history", []))
-        self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, {state['final_test_accuracy']:.2f}% test "
-                 f"accuracy; {'carrying on its schedule' if same_run else 'a fresh schedule over the epochs still to train'}")
+        how = "carrying on its schedule" if same_run else "a fresh schedule over the epochs still to train"
+        self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, "
+                 f"{state['final_test_accuracy']:.2f}% test accuracy; {how}")
         if same_run:
             return state["epochs"], schedule["last_epoch"], config.epochs
         return state["epochs"], 0, config.epochs - state["epochs"]
@@ -200,7 +206,8 @@ class Run:
                 f"placement {describe(model)}\n"
                 f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
                 f"{momentum}), batch {config.batch_size}, peak lr {config.lr:g}, label smoothing "
-                f"{config.label_smoothing:g}, warm-up {config.warmup:g}, dropout {config.dropout:g}, seed {config.seed}, "
+                f"{config.label_smoothing:g}, warm-up {config.warmup:g}, dropout {config.dropout:g}, "
+                f"seed {config.seed}, "
                 f"augmentation {augmentation}")
 
     def save(self, optimizer, scheduler, generator) -> Path:

@@ -135,13 +135,8 @@ def restore_accelerator_rng_states(states: dict, placement: Placement, source) -
                         "devices") from None
 
 
-def reset_peak_memory(device) -> None:
-    if device and torch.device(device).type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def peak_memory_mb(device) -> float | None:
-    """The most memory tensors held on an accelerator since reset_peak_memory (CUDA); on MPS, which keeps no
+    """The most memory tensors held on an accelerator since the process started (CUDA); on MPS, which keeps no
     peak, what its driver holds now; None for the CPU (the process's peak is the operating system's to tell)."""
     kind = torch.device(device).type if device else "cpu"
     if kind == "cuda":

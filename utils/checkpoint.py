@@ -191,7 +191,8 @@ def damaged_values(state: dict) -> list[str]:
     if "schedule_state" in state:  # OneCycleLR's state_dict(): where it stands, of how many steps
         position = state["schedule_state"]
         step = position.get("last_epoch", position.get("step")) if isinstance(position, dict) else None  # step: 01e8972
-        checks["schedule_state"] = is_step(step) and is_step(position.get("total_steps")) and step <= position["total_steps"]
+        checks["schedule_state"] = (is_step(step) and is_step(position.get("total_steps"))
+                                    and step <= position["total_steps"])
     if "history" in state:
         history = state["history"]
         checks["history"] = isinstance(history, list) and all(map(is_epoch_record, history))
