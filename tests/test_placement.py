@@ -147,15 +147,16 @@ def test_the_first_split_layers_run_early_and_the_rest_late(channels, split):
 
 
 @pytest.mark.parametrize("channels, split", EVERY_SPLIT)
-def test_the_layers_run_in_order_whatever_the_split_and_a_block_of_any_width_added_runs(channels, split):
-    blocks = conv_blocks(channels) + [ConvBlock(channels[-1], 7, padding=1)]  # one more, of a new width
+def test_the_layers_run_in_order_whatever_the_split_and_a_block_of_any_width_and_size_added_runs(channels, split):
+    blocks = conv_blocks(channels) + [ConvBlock(channels[-1], 7, padding=1, pool=True)]  # a new width, 6x6 -> 3x3
     model = place(HybridCNN(blocks=blocks), Placement("cpu", "cpu", split)).eval()
     ran = []
     for index, module in enumerate(model):
         module.register_forward_hook(lambda module, inputs, output, index=index: ran.append((index, output.shape)))
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert [index for index, _ in ran] == list(range(len(channels) + 2))
-    assert ran[-2][1][1] == 7  # the added block ran, on the last block's output
+    assert ran[-2][1] == (2, 7, 3, 3)  # the added block ran, on the last block's output
+    assert model[-1][-1].in_features == 7 * 3 * 3  # and the classifier reads what it makes
 
 
 @pytest.mark.parametrize("split", [1, 2, 3])
