@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -143,6 +144,23 @@ def run_in_process(*args) -> subprocess.CompletedProcess:
     finally:
         os.chdir(folder)
     return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+
+
+def wait_until(condition, what: str, timeout=300) -> None:
+    """Poll `condition` until it holds: a test waits for what it needs, never for a guessed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.005)
+
+
+def loading_torch(pid: int) -> bool:
+    """Whether process `pid` has mapped torch's shared library: it is importing torch (or has)."""
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
 
 
 class StillRunning(BaseException):

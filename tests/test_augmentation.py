@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-import train
+from model.predict import standardize_
 from utils.augmentation import AugmentConfig, augment
 
 
@@ -78,6 +79,27 @@ def test_each_transform_reaches_its_stated_strength_and_no_further(mnist):
     assert ratio.min() > 0.66 and ratio.max() < 1.34 and ratio.min() < 0.75 and ratio.max() > 1.25
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_transform_goes_both_ways_and_a_shift_moves_each_axis_on_its_own(mnist, seed):
+    """Direction, at any seed: with translation alone the row and column shifts vary independently (not along a
+    diagonal) and each goes both ways; rotation turns both ways; zoom goes both in and out."""
+    images = digits(mnist, 1000)
+    row, column, radius, angle, elongation = moments(images)
+    generator = torch.Generator().manual_seed(seed)
+
+    moved_row, moved_column, *_ = moments(augment(images, generator, only(translation=0.2)))
+    rows, columns = moved_row - row, moved_column - column
+    assert torch.corrcoef(torch.stack([rows, columns]))[0, 1].abs() < 0.2
+    for move in (rows, columns):  # uniform in +-5.6 px: 41% beyond 1 px each way
+        assert (move > 1).double().mean() > 0.3 and (move < -1).double().mean() > 0.3
+
+    turn = ((moments(augment(images, generator, only(rotation=30)))[3] - angle + 90) % 180 - 90)[elongation > 4]
+    assert (turn > 5).double().mean() > 0.25 and (turn < -5).double().mean() > 0.25  # 42% each way
+
+    ratio = moments(augment(images, generator, only(scale=0.3)))[2] / radius
+    assert (ratio > 1.1).double().mean() > 0.25 and (ratio < 0.9).double().mean() > 0.25  # 33% each way
+
+
 def test_a_trained_model_still_reads_augmented_digits(trained_model, mnist):
     """The augmentation changes how a digit is written, not which digit it is: the one-epoch model (trained
     without it) reads most augmented test digits right."""
@@ -85,5 +107,5 @@ def test_a_trained_model_still_reads_augmented_digits(trained_model, mnist):
     augmented = augment(images, torch.Generator().manual_seed(0))
     trained_model.eval()
     with torch.no_grad():
-        predictions = trained_model(train.standardize_(augmented)).argmax(1)
+        predictions = trained_model(standardize_(augmented)).argmax(1)
     assert (predictions == mnist.test_labels[:2000]).double().mean() > 0.97

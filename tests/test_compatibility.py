@@ -3,6 +3,7 @@
 with the same probabilities (evaluate.py --image and draw.py alike) and resumes."""
 import json
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,20 @@ def test_an_earlier_version_s_checkpoint_reads_the_same_digits_in_evaluate_and_d
         page = reader.read((FIXTURES / name).read_bytes())
         assert page["digit"] == expected["digit"]
         assert page["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
+
+
+def test_draw_py_s_page_reads_them_the_same_over_http():
+    from test_draw import request, start_server
+
+    process, url = start_server(CHECKPOINT)
+    try:
+        for name, expected in EXPECTED["images"].items():
+            status, answer = request(url + "predict", (FIXTURES / name).read_bytes())
+            assert status == 200 and answer["digit"] == expected["digit"]
+            assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-4)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
 
 
 def test_an_earlier_version_s_checkpoint_resumes(tmp_path, tiny_mnist):

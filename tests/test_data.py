@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 
+from model.predict import MEAN, STD
 from utils.data import SHA256, prepare, raw_dir, resolve_data_dir
 from utils.errors import UserError
 
@@ -30,6 +31,14 @@ def test_real_load_matches_official_counts(mnist):
     assert torch.bincount(mnist.train_labels).tolist() == TRAIN_COUNTS
     assert torch.bincount(mnist.test_labels).tolist() == TEST_COUNTS
     assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
+
+
+def test_the_normalization_is_the_training_pixels_own(mnist):
+    """model.predict's MEAN and STD: the mean and standard deviation of the 60,000 training images' pixels in [0, 1],
+    as every checkpoint was trained with them."""
+    pixels = mnist.train_images.double() / 255
+    assert pixels.mean().item() == pytest.approx(MEAN, abs=1e-3)
+    assert pixels.std().item() == pytest.approx(STD, abs=1e-3)
 
 
 def test_each_image_is_paired_with_its_own_label(mnist, real_raw_dir):

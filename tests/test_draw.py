@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +20,7 @@ from PIL import Image
 
 import draw
 import train
-from conftest import REPO, quiet_config, run_in_process
+from conftest import REPO, quiet_config, run_in_process, wait_until
 from model.checkpoint import load_model
 from utils.images import load_digit
 
@@ -180,11 +179,8 @@ def open_page(browser, server):
     return lambda element: browser.find_element(By.ID, element)
 
 
-def wait_for(condition, seconds=30):
-    deadline = time.time() + seconds
-    while not condition():
-        assert time.time() < deadline, "the page did not get there in time"
-        time.sleep(0.05)
+def wait_for(condition):
+    wait_until(condition, "the page to get there")
 
 
 def shown_is_drawn(browser):

@@ -4,7 +4,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,8 +18,8 @@ from model.predict import MEAN, STD, normalize
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
 
-from conftest import (REPO, assert_bad_flags_rejected, by_epoch, is_plain, quiet_config, run_in_process,
-                      training_steps)
+from conftest import (REPO, assert_bad_flags_rejected, by_epoch, is_plain, loading_torch, quiet_config,
+                      run_in_process, training_steps, wait_until)
 
 
 def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
@@ -449,10 +448,8 @@ def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
                                # Ctrl-C as a terminal sends it, also when pytest runs where SIGINT is ignored
                                # (a background job inherits that, and Python then keeps ignoring it)
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 60
-    while not models.exists() and time.time() < deadline:  # the folder appears when training starts
-        time.sleep(0.1)
-    time.sleep(1.0)
+    started = next((line for line in process.stdout if line.startswith("training: ")), None)  # as the epoch starts:
+    assert started, process.stderr.read()  # 4 s or more of training follow it, where the Ctrl-C lands
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
@@ -461,15 +458,15 @@ def test_ctrl_c_exits_cleanly_without_partial_file(tmp_path, mnist):
 
 
 def test_ctrl_c_while_torch_loads_is_one_line():
-    """Each program, interrupted half a second after it starts (importing torch takes 1.5-2 s; the five start
-    together, which only slows their imports): one line, exit 130, and nothing printed before it."""
+    """Each program, interrupted while it loads torch (its shared library mapped, and 1-2 s of Python modules still
+    to import; the five start together, which only slows their imports): one line, exit 130, nothing before it."""
     commands = [["train.py", "--epochs", "1"], ["evaluate.py", "models"], ["run_pipeline.py"], ["-m", "utils.data"],
                 ["-m", "model"]]
     processes = [subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
                  for command in commands]
-    time.sleep(0.5)
     for process in processes:
+        wait_until(lambda: loading_torch(process.pid), f"{process.args} to start loading torch")
         process.send_signal(signal.SIGINT)
     said = {}
     for command, process in zip(commands, processes):
