@@ -89,15 +89,19 @@ def test_each_transform_goes_both_ways_and_a_shift_moves_each_axis_on_its_own(mn
 
     moved_row, moved_column, *_ = moments(augment(images, generator, only(translation=0.2)))
     rows, columns = moved_row - row, moved_column - column
-    assert torch.corrcoef(torch.stack([rows, columns]))[0, 1].abs() < 0.2
-    for move in (rows, columns):  # uniform in +-5.6 px: 41% beyond 1 px each way
-        assert (move > 1).double().mean() > 0.3 and (move < -1).double().mean() > 0.3
+    correlation = torch.corrcoef(torch.stack([rows, columns]))[0, 1].item()
+    assert abs(correlation) < 0.2, f"row and column shifts go together (correlation {correlation:.3f}): a diagonal"
+    for axis, move in (("row", rows), ("column", columns)):  # uniform in +-5.6 px: 41% beyond 1 px each way
+        ways = (move > 1).double().mean().item(), (move < -1).double().mean().item()
+        assert min(ways) > 0.3, f"{axis} shifts beyond 1 px: {ways[0]:.0%} forward, {ways[1]:.0%} back"
 
     turn = ((moments(augment(images, generator, only(rotation=30)))[3] - angle + 90) % 180 - 90)[elongation > 4]
-    assert (turn > 5).double().mean() > 0.25 and (turn < -5).double().mean() > 0.25  # 42% each way
+    ways = (turn > 5).double().mean().item(), (turn < -5).double().mean().item()  # 42% each way
+    assert min(ways) > 0.25, f"turns beyond 5 degrees: {ways[0]:.0%} one way, {ways[1]:.0%} the other"
 
     ratio = moments(augment(images, generator, only(scale=0.3)))[2] / radius
-    assert (ratio > 1.1).double().mean() > 0.25 and (ratio < 0.9).double().mean() > 0.25  # 33% each way
+    ways = (ratio > 1.1).double().mean().item(), (ratio < 0.9).double().mean().item()  # 33% each way
+    assert min(ways) > 0.25, f"zoomed in by over 10%: {ways[0]:.0%}, out: {ways[1]:.0%}"
 
 
 def test_a_trained_model_still_reads_augmented_digits(trained_model, mnist):
