@@ -360,6 +360,13 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     for name, damage in DAMAGED.items():
         torch.save(state | damage, tmp_path / f"{name}.pth")
     torch.save({key: value for key, value in state.items() if key != "rng_state"}, tmp_path / "no_rng_state.pth")
+    optimizer = state["optimizer_state_dict"]  # found by bench/fuzz.py: each crashed fused SGD's first step
+    for name, damage in {"momentum_of_one_layer": {"state": {0: optimizer["state"][0]}},
+                         "nesterov_a_number": {"param_groups": [group | {"nesterov": 1.0}
+                                                                for group in optimizer["param_groups"]]},
+                         "momentum_in_float64": {"state": {number: {"momentum_buffer": entry["momentum_buffer"].double()}
+                                                           for number, entry in optimizer["state"].items()}}}.items():
+        torch.save(state | {"optimizer_state_dict": optimizer | damage}, tmp_path / f"{name}.pth")
     return tmp_path
 
 
@@ -427,6 +434,8 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),
     *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))} ") for name, damage in DAMAGED.items()],
     ("no_rng_state.pth", "damaged checkpoint: no rng_state to carry the run on"),
+    *[(f"{name}.pth", "the optimizer state in the checkpoint does not fit this model and optimizer")
+      for name in ("momentum_of_one_layer", "nesterov_a_number", "momentum_in_float64")],
 ])
 def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
     argv = ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet", "--models-dir", str(bad_checkpoints)]

@@ -228,12 +228,15 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
 
 def fits(saved, groups) -> bool:
     """Whether `saved` is torch.optim's state for these parameter groups: as many groups of as many parameters,
-    each setting a number of its range (or a flag), each tensor of a parameter's state that parameter's shape or
-    a single number (a step count)."""
-    def setting(value) -> bool:
-        if isinstance(value, (list, tuple)):  # Adam's betas
-            return all(map(setting, value))
-        return value is None or isinstance(value, bool) or is_number(value) and value >= 0
+    each setting of the kind this optimizer's is (a flag a flag, a number a number of its range), no state or the
+    same kinds of state for every trained parameter, each tensor that parameter's shape and dtype or a single
+    number (a step count)."""
+    def setting(value, like=0.0) -> bool:
+        if isinstance(like, bool) or like is None or isinstance(value, bool):
+            return type(value) is type(like)
+        if isinstance(like, (list, tuple)):  # Adam's betas
+            return isinstance(value, (list, tuple)) and len(value) == len(like) and all(map(setting, value, like))
+        return is_number(value) and value >= 0
 
     parameters = [parameter for group in groups for parameter in group["params"]]
     if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
@@ -242,12 +245,19 @@ def fits(saved, groups) -> bool:
     for entry, group in zip(saved["param_groups"], groups):
         if not (isinstance(entry, dict) and isinstance(entry.get("params"), list)
                 and len(entry["params"]) == len(group["params"])
-                and all(setting(value) for key, value in entry.items() if key != "params")):
+                and all(setting(value, group.get(key, 0.0)) for key, value in entry.items() if key != "params")):
             return False
     numbers = [number for entry in saved["param_groups"] for number in entry["params"]]
+    if not all(type(number) is int for number in numbers):
+        return False
+    trainable = {number for number, parameter in enumerate(parameters) if parameter.requires_grad}
+    kinds = {frozenset(entry) if isinstance(entry, dict) else None for entry in saved["state"].values()}
+    if saved["state"] and (set(saved["state"]) != trainable or len(kinds) > 1):
+        return False  # torch.optim keeps the same state for every trained parameter: fused kernels need all of it
     return numbers == list(range(len(parameters))) and all(  # numbered in order, as torch.optim writes them
         type(number) is int and 0 <= number < len(parameters) and isinstance(entry, dict)
-        and all(isinstance(value, torch.Tensor) and value.shape in (parameters[number].shape, ())
+        and all(isinstance(value, torch.Tensor) and (value.shape == () or value.shape == parameters[number].shape
+                                                     and value.dtype == parameters[number].dtype)
                 for value in entry.values())
         for number, entry in saved["state"].items())
 
