@@ -9,7 +9,8 @@ epoch and its evaluation; MPS: what its driver holds at the end), and the test a
     python bench/bench_train.py [--runs 5]              # every placement: single cpu, single and hybrid
     python bench/bench_train.py --cpu-only --threads 2   # the CPU alone, with 2 threads (a laptop's figures)
 
-With an accelerator, hybrid runs at each split point (--split 1, 2 and 3: how many conv blocks run on it).
+With an accelerator, hybrid runs at each split point (--split 1, 2 and 3: how many of the first layers run
+on it).
 
 Run i uses seed i, so the accuracy range is over seeds 1..runs. Run it alone: on a 2-core machine a
 second busy process slows training several times over. A shared VM's speed also drifts; the speed
