@@ -113,7 +113,7 @@ MUTANTS = [
       'return source.type == "cpu" and target.type == "cuda"', "return source.type != target.type",
       "tests/test_placement.py"),
     m("placement", "a split past the network's last layer is accepted (nothing left for the CPU)", "model/placement.py",
-      "if not 1 <= split < len(model):", "if not 1 <= split <= len(model):", f"tests/test_placement.py {TRAIN}"),
+      "if not 1 <= split < layers:", "if not 1 <= split <= layers:", f"tests/test_placement.py {TRAIN}"),
     m("network", "the classifier is sized for the design's last block, not for the blocks it follows",
       "model/network.py", "features = trunk.eval()(torch.zeros(1, 1, 28, 28)).numel()",
       "features = blocks[-1].bn.num_features * 36", "tests/test_placement.py"),

@@ -38,7 +38,7 @@ def upgraded(state: dict) -> dict:
     blocks = len(network["channels"])
     weights = {re.sub(r"^blocks\.(\d+)\.", r"\1.", re.sub(r"^fc\.", f"{blocks}.", key)): value
                for key, value in state["model_state_dict"].items()}
-    state = state | {"build_model": state.pop("network"), "model_state_dict": weights, "layers": layer_shapes(weights)}
+    state = state | {"build_model": network, "model_state_dict": weights, "layers": layer_shapes(weights)}
     schedule, recipe = state.get("schedule_state"), state.get("hyperparameters", {})
     if isinstance(schedule, dict) and "step" in schedule and is_number(recipe.get("lr")):  # OneCycleLR's terms
         state["schedule_state"] = {"last_epoch": schedule["step"], "total_steps": schedule.get("total_steps")}
@@ -109,7 +109,6 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
     split = Placement.from_dict(state["placement"]).split
     place(model, resolve_placement(placement_mode, device, split=split, model=model))
     return model.eval(), state
-
 
 
 def resume_point(config, log=print):
@@ -207,8 +206,7 @@ class Run:
                 f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
                 f"{momentum}), batch {config.batch_size}, peak lr {config.lr:g}, label smoothing "
                 f"{config.label_smoothing:g}, warm-up {config.warmup:g}, dropout {config.dropout:g}, "
-                f"seed {config.seed}, "
-                f"augmentation {augmentation}")
+                f"seed {config.seed}, augmentation {augmentation}")
 
     def save(self, optimizer, scheduler, generator) -> Path:
         """Write the checkpoint of the epochs so far: a new file after the first, then over it, atomically."""

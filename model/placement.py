@@ -177,10 +177,7 @@ def resolve_placement(mode="auto", device=None, machine=None, split=None, model=
     chosen = normalize_device(device, machine) if device else machine.accelerator() or "cpu"
     sequence = model is None or isinstance(model, nn.Sequential) and len(model) > 1
     if model is not None and sequence:
-        split = min(DEFAULT_SPLIT, len(model) - 1) if split is None else split
-        if not 1 <= split < len(model):
-            raise UserError(f"split {split}: this {type(model).__name__} has {len(model)} layers in sequence, so 1 to "
-                            f"{len(model) - 1} of them can run on the accelerator")
+        split = check_split(model, min(DEFAULT_SPLIT, len(model) - 1) if split is None else split)
     split = DEFAULT_SPLIT if split is None else split
     if mode == "hybrid" and not sequence:
         raise UserError(f"hybrid placement splits an nn.Sequential between devices, and this model is a "
@@ -193,6 +190,15 @@ def resolve_placement(mode="auto", device=None, machine=None, split=None, model=
     return Placement(chosen, "cpu", split)
 
 
+def check_split(model: nn.Module, split: int) -> int:
+    """`split` if it leaves a layer of the sequence `model` on each side; else a UserError saying what would."""
+    layers = len(model) if isinstance(model, nn.Sequential) else 1
+    if not 1 <= split < layers:
+        raise UserError(f"split {split}: this {type(model).__name__} has {layers} layers in sequence, so 1 to "
+                        f"{layers - 1} of them can run on the accelerator")
+    return split
+
+
 HOOKS = weakref.WeakKeyDictionary()  # model -> the hooks place() gave it, removed when it is placed again
 
 
@@ -201,10 +207,8 @@ def place(model: nn.Module, placement: Placement) -> nn.Module:
     `placement.split` children to the early device and the rest to the late one (hybrid). Its input then moves
     to the early device and, at the split, to the late one, by forward pre-hooks: every hop between devices is
     made here. Returns the model; its output is on the late device."""
-    if placement.hybrid and not (isinstance(model, nn.Sequential) and placement.split < len(model)):
-        children = len(model) if isinstance(model, nn.Sequential) else 1
-        raise UserError(f"split {placement.split}: this {type(model).__name__} has {children} layer(s) in sequence, "
-                        f"and each device needs one at least (1 to {children - 1} run early)")
+    if placement.hybrid:
+        check_split(model, placement.split)
     for handle in HOOKS.pop(model, []):
         handle.remove()
     parts = [(model, placement.early)] if not placement.hybrid else [

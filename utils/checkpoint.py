@@ -222,8 +222,9 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
     saved = state["optimizer_state_dict"]
     if not fits(saved, optimizer.param_groups):
         raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and optimizer")
-    groups = [group | entry for group, entry in zip(optimizer.param_groups, saved["param_groups"])]  # a setting
-    optimizer.load_state_dict(saved | {"param_groups": groups})  # an earlier version did not record: this one's
+    # a setting an earlier version did not record (torch.optim's own flags) keeps this optimizer's
+    groups = [group | entry for group, entry in zip(optimizer.param_groups, saved["param_groups"])]
+    optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
 def fits(saved, groups) -> bool:
@@ -255,7 +256,7 @@ def fits(saved, groups) -> bool:
     if saved["state"] and (set(saved["state"]) != trainable or len(kinds) > 1):
         return False  # torch.optim keeps the same state for every trained parameter: fused kernels need all of it
     return numbers == list(range(len(parameters))) and all(  # numbered in order, as torch.optim writes them
-        type(number) is int and 0 <= number < len(parameters) and isinstance(entry, dict)
+        type(number) is int and isinstance(entry, dict)  # one of the trained parameters' numbers (above)
         and all(isinstance(value, torch.Tensor) and (value.shape == () or value.shape == parameters[number].shape
                                                      and value.dtype == parameters[number].dtype)
                 for value in entry.values())

@@ -200,8 +200,8 @@ def load_mnist(data_dir=None, log=print) -> MNIST:
     from torchvision.datasets import MNIST as TorchvisionMNIST  # here: it imports torch._dynamo (a second), as
     #                                                             torch.optim does; python -m utils.data needs neither
 
-    root = prepare(data_dir, log).parent.parent
-    train, test = (TorchvisionMNIST(root, train=train) for train in (True, False))
+    prepare(data_dir, log)
+    train, test = (TorchvisionMNIST(resolve_data_dir(data_dir), train=train) for train in (True, False))
     return MNIST(train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets)
 
 
