@@ -26,7 +26,7 @@ from model.placement import describe
 from model.predict import evaluate, log_probabilities, normalize
 from utils.checkpoint import checkpoint_file
 from utils.data import load_mnist
-from utils.files import reporting
+from utils.files import kind_of, reporting
 from utils.images import load_digit
 
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
@@ -49,6 +49,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.summary and args.min_accuracy is None:
         parser.error("--summary needs --min-accuracy: the bar its table checks")
+    if args.summary and kind_of(args.summary, "write") not in ("file", "missing"):  # a FIFO would block the verdict
+        raise UserError(f"--summary {args.summary} is {kind_of(args.summary)}, not a file to append to")
     return args
 
 
@@ -128,9 +130,12 @@ def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=B
 
 
 @torch.no_grad()
-def probabilities_of(model, digit) -> torch.Tensor:
+def probabilities_of(model, digit, name) -> torch.Tensor:
     """The ten class probabilities (on the CPU) of one (1, 28, 28) uint8 digit, as load_digit makes it."""
-    return log_probabilities(model, normalize(digit[None]))[0].exp().cpu()
+    probabilities = log_probabilities(model, normalize(digit[None]))[0].exp().cpu()
+    if not torch.isfinite(probabilities).all():  # weights that pass every check can still overflow on a digit
+        raise UserError(f"{name}: the network's output for it is NaN or infinite (its weights overflow)")
+    return probabilities
 
 
 def predict_images(model, files) -> bool:
@@ -138,12 +143,11 @@ def predict_images(model, files) -> bool:
     all_read = True
     for file in files:
         try:
-            digit = load_digit(file)
+            probabilities = probabilities_of(model, load_digit(file), file)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
             all_read = False
             continue
-        probabilities = probabilities_of(model, digit)
         best = int(probabilities.argmax())
         runner_up = int(probabilities.topk(2).indices[1])
         print(f"{shown(file)}: {best} ({probabilities[best].item() * 100:.1f}%; next: {runner_up} "

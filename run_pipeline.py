@@ -11,6 +11,7 @@ It takes every flag train.py takes and trains with the same engine (train.train)
 """
 import argparse
 import time
+from functools import partial
 
 # utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
 from utils import flags
@@ -39,7 +40,7 @@ def bounded_count(text):
 def parse_args(argv):
     parser = OneLineErrors(description="Augmentation pictures, then (with --epochs N) training, checkpoint, "
                                        "accuracy check, pictures of the trained model, summary.")
-    train.add_training_flags(parser, epochs_type=flags.non_negative_int, epochs_default=0,
+    train.add_training_flags(parser, epochs_type=partial(flags.epochs, least=0), epochs_default=0,
                              epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
     parser.add_argument("--aug-samples", type=bounded_count, default=3,
                         help="digits shown in the augmentation grid (1-64, default: %(default)s)")

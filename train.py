@@ -90,14 +90,14 @@ class Config:
         return self.augmenting and not (self.clean_last_epoch and epoch == self.epochs > 1)
 
 
-def add_training_flags(parser: argparse.ArgumentParser, epochs_type=flags.positive_int, epochs_default=Config.epochs,
+def add_training_flags(parser: argparse.ArgumentParser, epochs_type=flags.epochs, epochs_default=Config.epochs,
                        epochs_help="epochs to train (default: %(default)s)") -> None:
     """The flags train.py takes; run_pipeline.py takes the same ones (with its own --epochs default)."""
     one, several = RECIPES["one epoch"], RECIPES["several epochs"]
     parser.add_argument("--epochs", type=epochs_type, default=epochs_default, help=epochs_help)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd (Nesterov momentum), adam or adamw (default: sgd)")
     for name, kind, what in (("batch_size", flags.batch_size, "images per step"),
-                             ("lr", flags.positive_float, f"peak learning rate (adam, adamw: {PEAK_LR['adam']})"),
+                             ("lr", flags.learning_rate, f"peak learning rate (adam, adamw: {PEAK_LR['adam']})"),
                              ("weight_decay", flags.fraction, "L2 penalty on the weights (adamw: decoupled)"),
                              ("label_smoothing", flags.fraction, "the share of the target spread over all classes"),
                              ("dropout", flags.below_one, "the share of the classifier's inputs dropped in training")):
@@ -120,9 +120,10 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=flags.positi
 
 def train_one_epoch(model, optimizer, scheduler, images, labels, config, generator, progress, augmenting):
     """One pass over the training set: the mean loss (as optimized), cross-entropy and accuracy (percent), the curve
-    of their means over each 25 steps, and (images, seconds) at the first 25 steps' end (an accelerator's start-up)."""
+    of their means over each 25 steps or more, and (images, seconds) at its first point (an accelerator's start-up)."""
     model.train()
-    sums = torch.zeros(3, device=labels.device)  # loss, cross-entropy, correct: read back every 25 steps
+    every = max(25, math.ceil(len(images) / config.batch_size / 50))  # steps per point: 50 points an epoch at most
+    sums = torch.zeros(3, device=labels.device)  # loss, cross-entropy, correct: read back every `every` steps
     seen, started, curve, last, first = 0, time.perf_counter(), [], torch.zeros(3), None
     order = torch.randperm(len(images), generator=generator)  # copied once to each device: no step copies indices
     batches = zip(order.to(images.device).split(config.batch_size), order.to(labels.device).split(config.batch_size))
@@ -144,7 +145,7 @@ def train_one_epoch(model, optimizer, scheduler, images, labels, config, generat
         correct = (logits.argmax(1) == target).sum().float()
         sums += torch.stack([loss.detach() * len(index), plain * len(index), correct])
         seen += len(index)
-        if step % 25 == 0 or seen == len(images):  # reading the sums back syncs an accelerator: not every step
+        if step % every == 0 or seen == len(images):  # reading the sums back syncs an accelerator: not every step
             totals = sums.cpu().double()
             if not math.isfinite(totals[0]):
                 raise UserError(f"the training loss became {totals[0].item()} at step {step} (learning rate "
@@ -188,14 +189,13 @@ def train(config: Config, data=None, log=print):
     run = Run(config, model, placement, log)  # its checkpoint, written after every epoch (the folder checked now)
     data = data or load_mnist(config.data_dir, log=log)
     if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
-        raise UserError(f"--batch-size {config.batch_size} is larger than the training set "
-                        f"({len(data.train_labels):,} images)")
+        raise UserError(f"--batch-size {config.batch_size} is more than the {len(data.train_labels):,} training images")
     steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
 
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    done, steps_done, scheduled_epochs = run.restore(resumed, optimizer, generator, steps_per_epoch)  # or 0, 0, all
+    done, steps_done, total_steps = run.restore(resumed, optimizer, generator, steps_per_epoch)  # or 0, 0, all
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, config.lr, total_steps=scheduled_epochs * steps_per_epoch, pct_start=config.warmup,
+        optimizer, config.lr, total_steps=total_steps, pct_start=config.warmup,
         max_momentum=config.momentum[0], base_momentum=config.momentum[1],
         cycle_momentum="momentum" in optimizer.defaults or "betas" in optimizer.defaults, last_epoch=steps_done - 1)
     log(run.describe(optimizer))

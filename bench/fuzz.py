@@ -1,6 +1,7 @@
 """Fuzzing the readers of every file a user hands this project: checkpoints (evaluate.py's loader and
 train.py --resume) and digit images. Each case mutates a real file (truncated, bytes
-flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers), draws what
+flipped, values of other types, shapes and dtypes, keys deleted or swapped, non-finite numbers, shared
+references, cycles, nesting 200,000 deep, expanded tensors, finite values that overflow), draws what
 the file is (a regular file, a FIFO, a symlink to /dev/zero, a folder holding it, a dangling symlink) and
 what it is called (a plain name, one over 255 bytes, a path over 4,096 bytes, bytes that are not UTF-8,
 control characters), and runs the reader: it must end in a result or in one UserError, never another
@@ -26,6 +27,7 @@ import tempfile
 import time
 import traceback
 import warnings
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,6 +84,38 @@ def strange_value(rng: random.Random, like=None):
     if isinstance(like, (int, float)) and not isinstance(like, bool):
         choices += [-like, like * 1000, -like - 1, float(like), str(like)]
     return rng.choice(choices)
+
+
+def structural(rng: random.Random, like):
+    """What no change of one value makes (found by the fourth audit): references shared 16**4 times, a list that
+    holds itself, a tensor that is an expanded view, finite numbers that overflow the forward pass."""
+    shared, loop = [0], []
+    for _ in range(4):
+        shared = [shared] * 16
+    loop.append(loop)
+    choices = [shared, loop, torch.zeros(1).expand(2**40)]
+    if isinstance(like, torch.Tensor) and like.is_floating_point() and like.numel() > 1:
+        choices += [torch.zeros(1, dtype=like.dtype).expand(like.shape), torch.full_like(like, 3e38), like * 1e30]
+    return rng.choice(choices)
+
+
+def with_opcodes(state: dict, key, opcodes: bytes) -> bytes:
+    """torch.save's bytes of `state`, the value of `key` whatever raw pickle `opcodes` build: what no pickler
+    writes (nesting deeper than Python's recursion limit, a million empty sets in a few bytes each)."""
+    marker, buffer, output = f"replaced {key}".encode(), io.BytesIO(), io.BytesIO()
+    torch.save(state | {key: marker.decode()}, buffer)
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(output, "w") as target:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename.endswith("data.pkl"):  # BINUNICODE: "X", the text's length in 4 bytes, the text
+                data = data.replace(b"X" + len(marker).to_bytes(4, "little") + marker, opcodes)
+            target.writestr(member.filename, data)
+    return output.getvalue()
+
+
+def deep(levels: int) -> bytes:
+    """Opcodes of a list nested `levels` deep: EMPTY_LIST `levels` times, then APPEND each into the one below."""
+    return b"]" * levels + b"a" * (levels - 1)
 
 
 def paths_in(value, prefix=()):
@@ -161,8 +195,17 @@ class Target:
             return (data if intact else mutate_bytes(data, rng)), ".pth"
         if kind in ("checkpoint values", "resume"):
             base = rng.choice([self.state, self.interrupted]) if kind == "resume" else self.state
+            state = base if intact else mutate_state(base, rng)
+            if not intact and rng.random() < 0.1:
+                return with_opcodes(state, rng.choice(sorted(state)), deep(rng.choice([1000, 200_000]))), ".pth"
+            if not intact and rng.random() < 0.3:  # last: the walks above would not end on a cycle
+                path = rng.choice(paths_in(state))
+                parent = state
+                for key in path[:-1]:
+                    parent = parent[key]
+                parent[path[-1]] = structural(rng, parent[path[-1]])
             buffer = io.BytesIO()
-            torch.save(base if intact else mutate_state(base, rng), buffer)
+            torch.save(state, buffer)
             return buffer.getvalue(), ".pth"
         suffix = rng.choice(sorted(self.images))
         return (self.images[suffix] if intact else mutate_bytes(self.images[suffix], rng)), suffix

@@ -1,7 +1,6 @@
 """A checkpoint's network: what it records of the network (its layers' names and shapes, build_model's
 arguments), rebuilding that network with build_model, and loading its weights. Reading the file and checking
 the rest is utils/checkpoint.py's."""
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -9,11 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.network import BUDGET, CHANNELS, build_model, buildable, conv_widths, count_parameters
+from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_parameters
 from model.placement import (Placement, accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
                              restore_accelerator_rng_states)
-from utils.checkpoint import (checkpoint_file, described, is_number, load_checkpoint, restore_optimizer, save_new,
-                              save_over)
+from model.predict import finite_on_plain_digits
+from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
 from utils.errors import UserError, shown
 from utils.files import writable_folder
 
@@ -27,54 +26,6 @@ def network_record(model: nn.Module, channels, dropout) -> dict:
 
 def layer_shapes(weights: dict) -> dict:
     return {name: list(tensor.shape) for name, tensor in weights.items()}
-
-
-def upgraded(state: dict) -> dict:
-    """A checkpoint written before the network was an nn.Sequential (main at 01e8972: HybridCNN's arguments
-    under "network", layers blocks.N and fc, the schedule's own step counter), as this version writes it."""
-    network = state.get("network")
-    if "layers" in state or not (isinstance(network, dict) and buildable(network.get("channels"))):
-        return state
-    blocks = len(network["channels"])
-    weights = {re.sub(r"^blocks\.(\d+)\.", r"\1.", re.sub(r"^fc\.", f"{blocks}.", key)): value
-               for key, value in state["model_state_dict"].items()}
-    state = state | {"build_model": network, "model_state_dict": weights, "layers": layer_shapes(weights)}
-    schedule, recipe = state.get("schedule_state"), state.get("hyperparameters", {})
-    if isinstance(schedule, dict) and "step" in schedule and is_number(recipe.get("lr")):  # OneCycleLR's terms
-        state["schedule_state"] = {"last_epoch": schedule["step"], "total_steps": schedule.get("total_steps")}
-        high, low = recipe.get("momentum", (0.95, 0.85))
-        groups = state["optimizer_state_dict"].get("param_groups")
-        for group in filter(lambda group: isinstance(group, dict), groups if isinstance(groups, list) else []):
-            group |= {"initial_lr": recipe["lr"] / 25, "max_lr": recipe["lr"], "min_lr": recipe["lr"] / 25 / 1e4,
-                      "max_momentum": high, "base_momentum": low}
-    return state
-
-
-def read_checkpoint(path, name=None) -> dict:
-    """load_checkpoint, upgraded to this version's format, with a record of the network that fits its weights.
-    Every way it is wrong is a one-line UserError (about `name`, for a temporary copy)."""
-    state, path = upgraded(load_checkpoint(path, name)), name or path
-    if "layers" not in state:
-        raise UserError(f"{path}: no record of its network's layers (written by a version of this project before "
-                        "2026-12-03, which this one does not read)")
-    weights, layers, arguments = state["model_state_dict"], state["layers"], state.get("build_model")
-    shapes = isinstance(layers, dict) and all(isinstance(shape, list) and all(type(side) is int for side in shape)
-                                              for shape in layers.values())
-    checks = {"layers": shapes and layers == layer_shapes(weights),
-              "build_model": isinstance(arguments, dict) and set(arguments) == {"channels", "dropout"}
-              and buildable(arguments["channels"]) and is_number(arguments["dropout"])
-              and 0 <= arguments["dropout"] < 1}
-    tops = {name.split(".")[0] for name in weights}  # a sequence's layers are 0, 1, ...: the split falls inside
-    children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
-    try:
-        split = Placement.from_dict(state["placement"]).split
-        checks["placement"] = children is None or split < children
-    except (TypeError, UserError):
-        checks["placement"] = False
-    damaged = [f"{key} {described(state.get(key))}" for key, fine in checks.items() if not fine]
-    if damaged:
-        raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
-    return state
 
 
 def load_weights(model: nn.Module, state: dict, path) -> None:
@@ -91,6 +42,8 @@ def load_weights(model: nn.Module, state: dict, path) -> None:
                 and module.running_var is not None and (module.running_var < 0).any()]
     if negative:  # a variance is never negative: its square root would make every prediction NaN
         raise UserError(f"{path}: damaged checkpoint: {shown(negative[0], 100)}.running_var has negative variances")
+    if not finite_on_plain_digits(model):
+        raise UserError(f"{path}: damaged checkpoint: its weights make the output for a plain digit NaN or infinite")
     if count_parameters(model) != state["parameters"]:
         raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
                         f"{count_parameters(model):,}")
@@ -103,7 +56,7 @@ def size(shape) -> str:
 def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.Module, dict]:
     """Rebuild the network a checkpoint records, for this machine: the recorded split between the devices, the
     devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
-    state = read_checkpoint(path, name)
+    state = load_checkpoint(path, name)
     model = build_model(**state["build_model"])
     load_weights(model, state, name or path)
     split = Placement.from_dict(state["placement"]).split
@@ -118,7 +71,7 @@ def resume_point(config, log=print):
     if not config.resume:
         return replace(config, channels=config.channels or CHANNELS), None
     with checkpoint_file(config.resume, log) as (file, name):
-        state = read_checkpoint(file, name)
+        state = load_checkpoint(file, name)
     if state["epochs"] >= config.epochs:
         raise UserError(f"{name} already has {state['epochs']} epoch(s); ask for more with --epochs")
     network = state["build_model"]
@@ -150,9 +103,9 @@ class Run:
     def restore(self, resumed, optimizer, generator, steps_per_epoch) -> tuple[int, int, int]:
         """Put a resumed run back: its weights and optimizer state, and for the same run carried on (its --epochs,
         its steps and schedule) the random states where they stopped. Returns (epochs done, steps of the schedule
-        done, epochs the schedule spans): a longer run than planned gets a fresh schedule over the epochs left."""
+        done, steps the schedule spans): a longer run than planned gets a fresh schedule over the epochs left."""
         if resumed is None:
-            return 0, 0, self.config.epochs
+            return 0, 0, self.schedule_span(self.config.epochs * steps_per_epoch)
         (state, name), config = resumed, self.config
         load_weights(self.model, state, name)
         restore_optimizer(optimizer, state, name)
@@ -178,8 +131,16 @@ class Run:
         self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, "
                  f"{state['final_test_accuracy']:.2f}% test accuracy; {how}")
         if same_run:
-            return state["epochs"], schedule["last_epoch"], config.epochs
-        return state["epochs"], 0, config.epochs - state["epochs"]
+            return state["epochs"], schedule["last_epoch"], self.schedule_span(config.epochs * steps_per_epoch)
+        return state["epochs"], 0, self.schedule_span((config.epochs - state["epochs"]) * steps_per_epoch)
+
+    def schedule_span(self, steps: int) -> int:
+        """`steps`, where the one-cycle schedule can span them with this warm-up: OneCycleLR divides by the
+        warm-up's steps less one."""
+        if self.config.warmup * steps == 1:
+            raise UserError(f"a warm-up of exactly one step ({self.config.warmup:g} of {steps} steps) is one the "
+                            "one-cycle schedule cannot make: another --batch-size or --epochs changes its length")
+        return steps
 
     def hyperparameters(self, optimizer) -> dict:
         """The recipe as the optimizer used it: its own weight decay, and the momentum range only where the

@@ -14,11 +14,11 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from utils.flags import MAX_BLOCKS, MAX_WIDTH
 from utils.cpu_speed import Dropout, conv_and_pool, keep_freed_memory
 
 CHANNELS, DROPOUT = (10, 20, 28), 0.15  # the design's network: 17,296 parameters
 BUDGET = 25_000  # parameters: the network must stay under it (python -m model --budget, the CI job)
-MAX_BLOCKS, MAX_WIDTH = 5, 1024  # the most --channels (or a checkpoint) may ask for
 
 
 class ConvBlock(nn.Module):

@@ -48,7 +48,7 @@ def test_minimum_and_tampered_figures_fail(narrow_checkpoint, tmp_path, capsys):
     torch.save(state, tmp_path / "damaged.pth")
     assert run_cli(evaluate.main, [str(tmp_path / "damaged.pth")]) == 1
     assert capsys.readouterr().err == \
-        f"error: {tmp_path / 'damaged.pth'}: damaged checkpoint: final_test_accuracy of the wrong type\n"
+        f"error: {tmp_path / 'damaged.pth'}: damaged checkpoint: final_test_accuracy is the text '99.1', not a number\n"
 
     assert run_cli(evaluate.main, [str(tmp_path / "empty")]) == 1
     assert "does not exist" in capsys.readouterr().err

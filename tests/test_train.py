@@ -237,6 +237,8 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
     with training_steps() as steps:
         resumed = run("resumed", log=said.append, resume=str(path))
     assert any("batch 100, peak lr 0.1, label smoothing 0.05" in line and "seed 7" in line for line in said)
+    (written,) = (tmp_path / "resumed" / "models").glob("*.pth")  # the run's own seed, not the command line's (1)
+    assert torch.load(written, weights_only=True)["seed"] == 7
     assert any(line.endswith("carrying on its schedule") for line in said)
     epochs = by_epoch(steps, len(tiny_mnist.train_labels))
     assert [all(is_plain(inputs) for inputs, _ in epoch) for epoch in epochs] == [not augment, True]
@@ -280,8 +282,10 @@ def test_resume_refuses_a_network_that_build_model_does_not_make(tmp_path, small
     state["model_state_dict"]["3.2.weight"] = torch.zeros(10, 500)
     torch.save(state, tmp_path / "unrecorded.pth")
     state["layers"]["3.2.weight"] = [10, 500]
+    state["optimizer_state_dict"]["state"][9]["momentum_buffer"] = torch.zeros(10, 500)  # the classifier's weight
     torch.save(state, tmp_path / "reshaped.pth")
-    with pytest.raises(UserError, match="damaged checkpoint: layers"):
+    with pytest.raises(UserError, match=r"damaged checkpoint: model_state_dict\['3.2.weight'\] is a tensor of shape "
+                                        "10x500, not 10x1008"):
         train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "unrecorded.pth")), data=small_mnist)
     with pytest.raises(UserError, match="layer 3.2.weight is 10x1008 here, 10x500 in the checkpoint"):
         train.train(quiet_config(tmp_path, epochs=2, resume=str(tmp_path / "reshaped.pth")), data=small_mnist)
@@ -314,7 +318,7 @@ def test_the_recipe_s_flags_reach_the_network_the_optimizer_and_the_record(tmp_p
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
-    with pytest.raises(UserError, match=r"--batch-size 4001 is larger than the training set \(4,000 images\)"):
+    with pytest.raises(UserError, match=r"--batch-size 4001 is more than the 4,000 training images"):
         train.train(quiet_config(tmp_path, batch_size=4001), data=small_mnist, log=lambda m: None)
     assert not list((tmp_path / "models").glob("*.pth"))
     train.train(quiet_config(tmp_path, batch_size=4000), data=small_mnist, log=lambda m: None)  # the whole set: fine
@@ -370,7 +374,7 @@ def bad_checkpoints(tmp_path_factory, small_mnist):
     return tmp_path
 
 
-# Values no run writes: one validation (model.checkpoint.read_checkpoint) refuses them for every reader
+# Values no run writes: one validation (utils/checkpoint.py, its schema) refuses them for every reader
 DAMAGED = {
     "nan_accuracy": {"final_test_accuracy": float("nan")},
     "inf_accuracy": {"final_test_accuracy": float("inf")},
@@ -410,9 +414,9 @@ DAMAGED = {
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--placement", "sideways"], "--placement: invalid choice"),
     (["--split", "0"], "--split: must be at least 1, not 0"),
-    (["--channels", "8"], "--channels: 2 to 5 widths, each 1 to 1024, not '8'"),
+    (["--channels", "8"], "--channels: 2 to 5 widths, each 1 to 256, not '8'"),
     (["--channels", "8,16,x"], "--channels: widths separated by commas, such as 8,16,32, not '8,16,x'"),
-    (["--channels", "8,0"], "--channels: 2 to 5 widths, each 1 to 1024, not '8,0'"),
+    (["--channels", "8,0"], "--channels: 2 to 5 widths, each 1 to 256, not '8,0'"),
     (["--seed", str(2**70)], "--seed: must be from 0 to 18446744073709551615, not 1180591620717411303424"),
     (["--seed", "-1"], "--seed: must be from 0 to 18446744073709551615, not -1"),
     (["--dropout", "1"], "--dropout: must be from 0 and below 1, not 1"),
@@ -432,10 +436,12 @@ def test_bad_flags_are_one_line_errors(argv, message, capsys):
     ("pickled.pth", "refused: it holds pickled code"),
     ("foreign.pth", "not a checkpoint of this project"),
     ("device_rng.pth", "damaged checkpoint: device_rng_states"),
-    *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))} ") for name, damage in DAMAGED.items()],
-    ("no_rng_state.pth", "damaged checkpoint: no rng_state to carry the run on"),
+    *[(f"{name}.pth", f"damaged checkpoint: {next(iter(damage))}") for name, damage in DAMAGED.items()],
+    ("no_rng_state.pth", "damaged checkpoint: it has no rng_state"),
     *[(f"{name}.pth", "the optimizer state in the checkpoint does not fit this model and optimizer")
-      for name in ("momentum_of_one_layer", "nesterov_a_number", "momentum_in_float64")],
+      for name in ("momentum_of_one_layer", "nesterov_a_number")],
+    ("momentum_in_float64.pth", "damaged checkpoint: optimizer_state_dict['state'][0]['momentum_buffer'] is a "
+                                "float64 tensor, not float32"),
 ])
 def test_bad_resume_files_are_one_line_errors(bad_checkpoints, name, message, capsys):
     argv = ["--resume", str(bad_checkpoints / name), "--epochs", "2", "--quiet", "--models-dir", str(bad_checkpoints)]

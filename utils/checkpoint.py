@@ -3,6 +3,7 @@ machine, one without a GPU too), written atomically (temporary file, then rename
 collide."""
 import io
 import math
+import re
 import shutil
 import stat
 import sys
@@ -16,14 +17,14 @@ from tempfile import TemporaryDirectory
 import torch
 
 from utils.errors import UserError, shown
-from utils.flags import MAX_BATCH
+from utils.flags import MAX_BATCH, MAX_BLOCKS, MAX_EPOCHS, MAX_LR, MAX_WIDTH, SEEDS
+from utils.schema import Either, Invalid, Kind, Mapping, Number, Record, Seq, Tensor, Text, check, maybe
 from utils.files import is_ours, kind_of, regular_file, replace_atomically, reporting, timestamp, write_new
 
 MAX_BYTES = 64 * 2**20  # a checkpoint of this project unpacks to about 170 KB: one declaring more is refused
-FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what weights and optimizer state may be
-COUNTERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)  # BatchNorm's num_batches_tracked
-REQUIRED = {"architecture": str, "model_state_dict": dict, "optimizer_state_dict": dict, "placement": dict,
-            "epochs": int, "final_test_accuracy": (float, int), "parameters": int, "seed": int}
+MAX_PICKLE = 2**20  # its record of plain data (data.pkl): at most 3 KB an epoch, each byte of which can make an
+#                    object of 200 bytes (an empty set): 1 MB makes at most 200 MB of them (bench/bench_reader.py)
+MAX_POINTS = 2_500  # of a training curve in an epoch (50 since 2026-12-06; one every 25 steps at batch 1 before)
 
 
 def on_cpu(value):
@@ -64,12 +65,17 @@ def load_checkpoint(path, name=None) -> dict:
     regular_file(file, missing=f"checkpoint {path} does not exist", folder=f"{path} is a folder, not a checkpoint file")
     try:
         with reporting("read", path), zipfile.ZipFile(file) as archive:  # torch's format is a zip: its directory
-            unpacked = sum(member.file_size for member in archive.infolist())
+            members = archive.infolist()
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):  # the last: "zip file version 19.7"
         raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
+    unpacked = sum(member.file_size for member in members)
+    record = sum(member.file_size for member in members if member.filename.endswith(".pkl"))
     if unpacked > MAX_BYTES:  # torch reads every record whole: a small, compressed file could fill the memory
         raise UserError(f"{path}: refused: it would unpack to {unpacked:,} bytes, far more than a checkpoint "
                         f"({MAX_BYTES // 2**20} MB at most)")
+    if record > MAX_PICKLE:
+        raise UserError(f"{path}: refused: its record of plain data is {record:,} bytes, far more than a "
+                        f"checkpoint's ({MAX_PICKLE // 2**20} MB at most)")
     try:
         with warnings.catch_warnings():  # torch warns about some files before refusing them: one line is ours
             warnings.simplefilter("ignore")
@@ -79,137 +85,129 @@ def load_checkpoint(path, name=None) -> dict:
             raise UserError(f"{path}: refused: it holds pickled code or objects that weights-only "
                             "loading does not allow (not a checkpoint written by this project)") from None
         raise UserError(f"{path}: not a readable checkpoint (truncated, or not a PyTorch file)") from None
-    if not isinstance(state, dict) or any(key not in state for key in REQUIRED):
-        missing = REQUIRED if not isinstance(state, dict) else [key for key in REQUIRED if key not in state]
+    return checked(upgraded(state, path), path)
+
+
+SETTING = Either((Kind(bool), Kind(type(None)), Number(0, 1e12), Text(40), Seq(Number(0, 1e12), 4)))  # torch.optim's
+POINT = Seq(Number(0, 1e12), 4, 3)  # a training curve's: (images seen, loss, accuracy[, cross-entropy])
+EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number(0, 1e12),
+                "train_cross_entropy": Number(0, 1e12), "train_accuracy": Number(0, 100), "test_loss": Number(0, 1e12),
+                "test_accuracy": Number(0, 100), "train_seconds": Number(0, 1e12),
+                "first_steps": Record({"images": Number(1, 2**40, whole=True), "seconds": Number(0, 1e12)}),
+                "curve": Seq(POINT, MAX_POINTS), "device_peak_mb": maybe(Number(0, 1e12))},
+               optional=frozenset({"train_cross_entropy", "first_steps", "device_peak_mb"}))  # not before 2026-12-03
+RECIPE = Record({"optimizer": Text(5, ("sgd", "adam", "adamw")), "batch_size": Number(1, MAX_BATCH, whole=True),
+                 "lr": Number(0, MAX_LR, above_low=True), "label_smoothing": Number(0, 1), "weight_decay": Number(0, 1),
+                 "warmup": Number(0, 0.99, above_low=True), "momentum": Seq(Number(0, 0.999), 2, 2),
+                 "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
+                optional=frozenset({"optimizer", "momentum"}))  # 01e8972 trained SGD only; a momentum-free optimizer
+STEPS = Number(0, 2**40, whole=True)
+SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STEPS,  # OneCycleLR.state_dict()
+                   "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
+                                                   "end_lr": Text(20), "start_momentum": Text(20),
+                                                   "end_momentum": Text(20)}), 3, 2),
+                   "_anneal_func_type": Text(6, ("cos", "linear")), "cycle_momentum": Kind(bool),
+                   "use_beta1": Kind(bool), "base_lrs": Seq(Number(0, 1e12), 16), "_last_lr": Seq(Number(0, 1e12), 16),
+                   "_is_initial": Kind(bool), "_get_lr_called_within_step": Kind(bool),
+                   "verbose": Either((Kind(bool), Text(20)))},
+                  optional=frozenset({"_step_count", "_schedule_phases", "_anneal_func_type", "cycle_momentum",
+                                      "use_beta1", "base_lrs", "_last_lr", "_is_initial", "_get_lr_called_within_step",
+                                      "verbose"}))  # torch versions differ in these; the run reads the first two
+GENERATOR = Tensor((torch.uint8,), (tuple(torch.get_rng_state().shape),))  # a CPU generator's state
+DEVICE_GENERATOR = Tensor((torch.uint8,), longest=2**16)  # a CUDA or MPS generator's state
+LAYERS = Mapping(Text(200), Seq(Number(0, 2**31, whole=True), 8), 1000)  # a layer's name -> its shape
+FOREIGN = ("architecture", "model_state_dict", "optimizer_state_dict", "epochs")  # a file without these is not ours
+
+
+def schema(layers: dict) -> Record:
+    """Exactly what a run of this version writes (model/checkpoint.py, Run.save), for a network of these layers:
+    its weights are those layers, its optimizer state tensors of their shapes (or single numbers)."""
+    numbers = Number(0, len(layers) - 1, whole=True)  # a parameter's, as torch.optim numbers them
+    shapes = tuple({tuple(shape) for shape in layers.values()} | {()})
+    return Record({
+        "architecture": Text(200), "build_model": Record({"channels": Seq(Number(1, MAX_WIDTH, whole=True),
+                                                                          MAX_BLOCKS, 2),
+                                                         "dropout": Number(0, 0.99)}),
+        "layers": LAYERS,
+        "model_state_dict": Record({name: Tensor((torch.float32,) + (torch.int64,) * (not shape), (tuple(shape),))
+                                    for name, shape in layers.items()}, longest=len(layers)),
+        "optimizer": Text(40),
+        "optimizer_state_dict": Record({"state": Mapping(numbers, Record({}, rest=Tensor((torch.float32,), shapes),
+                                                                         longest=8), len(layers)),
+                                        "param_groups": Seq(Record({"params": Seq(numbers, len(layers))}, rest=SETTING),
+                                                            16, 1)}),
+        "schedule_state": SCHEDULE, "generator_state": GENERATOR, "rng_state": GENERATOR,
+        "device_rng_states": Record({"cuda": Seq(DEVICE_GENERATOR, 64), "mps": DEVICE_GENERATOR},
+                                    optional=frozenset({"cuda", "mps"})),
+        "device_used": Text(40),
+        "placement": Record({"early": Text(40), "late": Text(40), "split": Number(1, len(layers), whole=True)}),
+        "epochs": Number(1, MAX_EPOCHS, whole=True), "planned_epochs": Number(1, MAX_EPOCHS, whole=True),
+        "final_test_accuracy": Number(0, 100), "final_test_loss": Number(0, 1e12), "history": Seq(EPOCH, MAX_EPOCHS),
+        "parameters": Number(1, 2**40, whole=True), "seed": Number(0, SEEDS - 1, whole=True),
+        "hyperparameters": RECIPE, "torch_version": Text(100), "timestamp": Text(40)})
+
+
+def checked(state, path) -> dict:
+    """`state` if it is what this version writes (schema), its parts consistent with each other; else a one-line
+    UserError naming the first value that is not."""
+    if not isinstance(state, dict) or not all(key in state for key in FOREIGN):
+        missing = FOREIGN if not isinstance(state, dict) else [key for key in FOREIGN if key not in state]
         raise UserError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
-    wrong = [key for key, kind in REQUIRED.items() if not isinstance(state[key], kind) or isinstance(state[key], bool)]
+    if "layers" not in state:
+        raise UserError(f"{path}: no record of its network's layers (written by a version of this project before "
+                        "2026-12-03, which this one does not read)")
+    try:
+        check(state["layers"], LAYERS, "layers")
+        check(state, schema(state["layers"]), "")
+    except Invalid as error:
+        raise UserError(f"{path}: damaged checkpoint: {error}") from None
+    history, schedule = state["history"], state["schedule_state"]
+    tops = {name.split(".")[0] for name in state["layers"]}  # a sequence's children are 0, 1, ...
+    children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
+    wrong = ("placement splits the network after its last layer" if children and
+             state["placement"]["split"] >= children else
+             "history does not hold one record per epoch" if [entry["epoch"] for entry in history]
+             != list(range(1, state["epochs"] + 1)) else
+             "epochs is more than planned_epochs" if state["epochs"] > state["planned_epochs"] else
+             "schedule_state is past its last step" if schedule["last_epoch"] > schedule["total_steps"] else None)
     if wrong:
-        raise UserError(f"{path}: damaged checkpoint: {', '.join(wrong)} of the wrong type")
-    damaged = [f"{key} {described(state[key])}" for key in damaged_values(state)]
-    if damaged:
-        raise UserError(f"{path}: damaged checkpoint: {'; '.join(damaged)[:300]}")
-    problems = tensor_problems(state)
-    if problems:
-        more = f" (and {len(problems) - 1} more tensor(s))" if len(problems) > 1 else ""
-        raise UserError(f"{path}: damaged checkpoint: {problems[0]}{more}")
+        raise UserError(f"{path}: damaged checkpoint: {wrong}")
     return state
 
 
-def tensor_problems(state: dict) -> list[str]:
-    """What is wrong with the weights, buffers and optimizer state, for every reader: torch.load gives back
-    whatever tensors a file holds (NaN weights, sparse or meta tensors, integer ones), which would otherwise
-    end in a prediction of nan%, a traceback, or a training run that diverges for no reason it could name."""
-    weights = state["model_state_dict"]
-    if not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in weights.items()):
-        return ["model_state_dict holds an entry that is not a layer's name and a tensor"]
-    found = []
-    for where, tensor in [*tensors_in(weights, "model_state_dict"),
-                          *tensors_in(state["optimizer_state_dict"], "optimizer_state_dict")]:
-        problem = tensor_problem(tensor)
-        if problem:
-            found.append(f"{shown(where, 100)} is {problem}")
-    return found
-
-
-def tensors_in(value, where: str):
-    """(where, tensor) for every tensor in nested dicts, lists and tuples."""
-    if isinstance(value, torch.Tensor):
-        yield where, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from tensors_in(item, f"{where}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from tensors_in(item, f"{where}[{index}]")
-
-
-def tensor_problem(tensor: torch.Tensor) -> str | None:
-    """None for what a run saves: dense numbers in memory, floating-point and finite (or an integer counter,
-    such as BatchNorm's num_batches_tracked); else what the tensor is instead."""
-    if tensor.device.type != "cpu":  # loading maps every tensor that holds values to the CPU: "meta" holds none
-        return f"a tensor without values (on the {tensor.device.type} device)"
-    if tensor.layout != torch.strided:
-        return f"a {str(tensor.layout).removeprefix('torch.')} tensor, not a dense one"
-    if tensor.dtype not in FLOATS:
-        counter = tensor.dim() == 0 and tensor.dtype in COUNTERS
-        return None if counter else f"a {str(tensor.dtype).removeprefix('torch.')} tensor, not a floating-point one"
-    if not torch.isfinite(tensor).all():
-        return "a tensor with NaN or infinite values"
-    return None
-
-
-def described(value) -> str:
-    """A value, for a one-line message: a tensor by its type and shape, anything else by a short repr."""
-    if isinstance(value, torch.Tensor):
-        return f"(a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)})"
-    text = " ".join(repr(value).split())
-    return text if len(text) <= 80 else text[:77] + "..."
+def upgraded(state, path):
+    """A checkpoint of main at 01e8972 (HybridCNN's arguments under "network", layers blocks.N and fc, the
+    schedule's own step counter) as this version writes it; any other as it is, for the schema to judge."""
+    if not (type(state) is dict and "network" in state and "layers" not in state):
+        return state
+    weights = state.get("model_state_dict")
+    if not (type(weights) is dict and len(weights) <= 1000 and all(
+            type(name) is str and type(tensor) is torch.Tensor for name, tensor in weights.items())):
+        raise UserError(f"{path}: damaged checkpoint: model_state_dict is not a dict of layers' names and tensors")
+    blocks = len(state["network"]["channels"]) if type(state["network"]) is dict and type(
+        state["network"].get("channels")) is list else 0
+    weights = {re.sub(r"^blocks\.(\d+)\.", r"\1.", re.sub(r"^fc\.", f"{blocks}.", name)): tensor
+               for name, tensor in weights.items()}
+    state = {key: value for key, value in state.items() if key != "network"} | {
+        "build_model": state["network"], "model_state_dict": weights,
+        "layers": {name: list(tensor.shape) for name, tensor in weights.items()}}
+    schedule, recipe = state.get("schedule_state"), state.get("hyperparameters")
+    groups = state["optimizer_state_dict"].get("param_groups") if type(state.get("optimizer_state_dict")) is dict \
+        else None
+    if type(schedule) is dict and "step" in schedule and type(recipe) is dict and type(recipe.get("lr")) is float \
+            and type(groups) is list and len(groups) <= 16:  # OneCycleLR's terms
+        state["schedule_state"] = {"last_epoch": schedule["step"], "total_steps": schedule.get("total_steps")}
+        momentum = recipe.get("momentum")
+        high, low = momentum if type(momentum) in (list, tuple) and len(momentum) == 2 else (0.95, 0.85)
+        state["optimizer_state_dict"] = state["optimizer_state_dict"] | {"param_groups": [
+            group | {"initial_lr": recipe["lr"] / 25, "max_lr": recipe["lr"], "min_lr": recipe["lr"] / 25 / 1e4,
+                     "max_momentum": high, "base_momentum": low} if type(group) is dict else group
+            for group in groups]}
+    return state
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_epoch_record(entry) -> bool:
-    """One epoch of a checkpoint's history, as train.py writes it and the pipeline's training curves read it."""
-    return (isinstance(entry, dict) and type(entry.get("epoch")) is int and entry["epoch"] >= 1
-            and all(is_number(entry.get(key)) for key in ("train_loss", "train_accuracy", "test_loss",
-                                                          "test_accuracy", "train_seconds"))
-            and is_number(entry.get("train_cross_entropy", 0))  # recorded since 2026-12-03
-            and isinstance(entry.get("curve"), list) and all(  # (seen, loss, accuracy[, cross-entropy])
-                isinstance(point, (list, tuple)) and len(point) in (3, 4) and all(map(is_number, point))
-                for point in entry["curve"]))
-
-
-def damaged_values(state: dict) -> list[str]:
-    """The keys whose values no run of this project writes: checked once, here, for every reader (evaluate.py,
-    --resume, draw.py). Keys a resume reads are checked when present."""
-    def is_byte_vector(value):
-        return isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.dim() == 1
-
-    def is_random_state(value):  # what torch.get_rng_state() and Generator.get_state() return
-        return is_byte_vector(value) and value.shape == torch.get_rng_state().shape
-
-    def is_step(value):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-    accuracy = state["final_test_accuracy"]
-    checks = {"final_test_accuracy": math.isfinite(accuracy) and 0 <= accuracy <= 100,
-              "epochs": state["epochs"] >= 1, "parameters": state["parameters"] >= 1}
-    if "optimizer" in state:  # the optimizer's class name
-        checks["optimizer"] = isinstance(state["optimizer"], str)
-    if "planned_epochs" in state:
-        checks["planned_epochs"] = is_step(state["planned_epochs"]) and state["planned_epochs"] >= 1
-    for key in ("rng_state", "generator_state"):
-        if key in state:
-            checks[key] = is_random_state(state[key])
-    if "device_rng_states" in state:  # {"cuda": [uint8 tensors]} and/or {"mps": uint8 tensor}
-        states = state["device_rng_states"]
-        checks["device_rng_states"] = isinstance(states, dict) and set(states) <= {"cuda", "mps"} and all(
-            is_byte_vector(value) if kind == "mps" else isinstance(value, list) and all(map(is_byte_vector, value))
-            for kind, value in states.items())
-    if "schedule_state" in state:  # OneCycleLR's state_dict(): where it stands, of how many steps
-        position = state["schedule_state"]
-        step = position.get("last_epoch", position.get("step")) if isinstance(position, dict) else None  # step: 01e8972
-        checks["schedule_state"] = (is_step(step) and is_step(position.get("total_steps"))
-                                    and step <= position["total_steps"])
-    if "history" in state:
-        history = state["history"]
-        checks["history"] = isinstance(history, list) and all(map(is_epoch_record, history))
-    if "hyperparameters" in state:  # those a resume carries on with
-        recorded = state["hyperparameters"]
-        valid = {"optimizer": lambda value: value in ("sgd", "adam", "adamw"),
-                 "batch_size": lambda value: type(value) is int and 1 <= value <= MAX_BATCH,
-                 "lr": lambda value: is_number(value) and value > 0,
-                 "label_smoothing": lambda value: is_number(value) and 0 <= value <= 1,
-                 "weight_decay": lambda value: is_number(value) and value >= 0,
-                 "warmup": lambda value: is_number(value) and 0 < value < 1,
-                 "momentum": lambda value: isinstance(value, (tuple, list)) and len(value) == 2
-                 and all(is_number(part) and 0 <= part < 1 for part in value),
-                 "augment": lambda value: type(value) is bool}
-        checks["hyperparameters"] = isinstance(recorded, dict) and all(
-            fine(recorded[name]) for name, fine in valid.items() if name in recorded)
-    return [key for key, fine in checks.items() if not fine]
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def restore_optimizer(optimizer, state: dict, path) -> None:
@@ -228,39 +226,31 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
 
 
 def fits(saved, groups) -> bool:
-    """Whether `saved` is torch.optim's state for these parameter groups: as many groups of as many parameters,
-    each setting of the kind this optimizer's is (a flag a flag, a number a number of its range), no state or the
-    same kinds of state for every trained parameter, each tensor that parameter's shape and dtype or a single
-    number (a step count)."""
+    """Whether `saved` (of the types the schema allows) is torch.optim's state for these parameter groups: as many
+    groups of as many parameters, numbered in order, each setting of the kind this optimizer's is (a flag a flag,
+    a number a number), no state or the same kinds of state for every trained parameter, each tensor that
+    parameter's shape or a single number (a step count)."""
     def setting(value, like=0.0) -> bool:
         if isinstance(like, bool) or like is None or isinstance(value, bool):
             return type(value) is type(like)
         if isinstance(like, (list, tuple)):  # Adam's betas
             return isinstance(value, (list, tuple)) and len(value) == len(like) and all(map(setting, value, like))
-        return is_number(value) and value >= 0
+        return is_number(value)
 
     parameters = [parameter for group in groups for parameter in group["params"]]
-    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
-            and isinstance(saved.get("param_groups"), list) and len(saved["param_groups"]) == len(groups)):
+    if len(saved["param_groups"]) != len(groups) or not all(
+            len(entry["params"]) == len(group["params"])
+            and all(setting(value, group.get(key, 0.0)) for key, value in entry.items() if key != "params")
+            for entry, group in zip(saved["param_groups"], groups)):
         return False
-    for entry, group in zip(saved["param_groups"], groups):
-        if not (isinstance(entry, dict) and isinstance(entry.get("params"), list)
-                and len(entry["params"]) == len(group["params"])
-                and all(setting(value, group.get(key, 0.0)) for key, value in entry.items() if key != "params")):
-            return False
-    numbers = [number for entry in saved["param_groups"] for number in entry["params"]]
-    if not all(type(number) is int for number in numbers):
+    if [number for entry in saved["param_groups"] for number in entry["params"]] != list(range(len(parameters))):
         return False
     trainable = {number for number, parameter in enumerate(parameters) if parameter.requires_grad}
-    kinds = {frozenset(entry) if isinstance(entry, dict) else None for entry in saved["state"].values()}
-    if saved["state"] and (set(saved["state"]) != trainable or len(kinds) > 1):
+    if saved["state"] and (set(saved["state"]) != trainable or len({frozenset(entry) for entry in
+                                                                     saved["state"].values()}) > 1):
         return False  # torch.optim keeps the same state for every trained parameter: fused kernels need all of it
-    return numbers == list(range(len(parameters))) and all(  # numbered in order, as torch.optim writes them
-        type(number) is int and isinstance(entry, dict)  # one of the trained parameters' numbers (above)
-        and all(isinstance(value, torch.Tensor) and (value.shape == () or value.shape == parameters[number].shape
-                                                     and value.dtype == parameters[number].dtype)
-                for value in entry.values())
-        for number, entry in saved["state"].items())
+    return all(value.shape in ((), parameters[number].shape) for number, entry in saved["state"].items()
+               for value in entry.values())
 
 
 def newest_checkpoint(path: Path) -> Path:

@@ -3,6 +3,9 @@ import argparse
 import math
 
 MAX_BATCH = 8192  # images per step, at most: larger batches take gigabytes of memory and learn little in an epoch
+MAX_EPOCHS = 200  # a checkpoint's history of them stays within what a reader takes (utils/checkpoint.py MAX_PICKLE)
+MAX_LR = 10.0  # far above any that trains; 1e40 overflows float32 at the first step
+MAX_BLOCKS, MAX_WIDTH = 5, 256  # conv blocks: evaluation's 1,000 views of 256x14x14 floats take 800 MB
 SEEDS = 2**64  # torch's generators take seeds from 0 to 2**64 - 1
 
 
@@ -38,6 +41,20 @@ def positive_float(text):
     value = number(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def epochs(text, least=1):
+    value = positive_int(text) if least else non_negative_int(text)
+    if value > MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_EPOCHS:,}, not {value:,}")
+    return value
+
+
+def learning_rate(text):
+    value = positive_float(text)
+    if value > MAX_LR:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_LR:g} (higher rates diverge), not {text}")
     return value
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from utils.errors import UserError
+from utils.errors import UserError, shown
 from utils.files import regular_file
 
 BOX, FIELD = 20, 28
@@ -47,6 +47,8 @@ def load_digit(path, data: bytes | None = None) -> torch.Tensor:
                 image = ImageOps.exif_transpose(image)  # photos: apply the camera's rotation
                 image.load()
         return to_mnist(image, name=path)
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -56,16 +58,16 @@ def load_digit(path, data: bytes | None = None) -> torch.Tensor:
                         "megapixels): scale it down or crop it first") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError, Warning) as error:  # damaged data, a decoder missing, a mode unknown
-        if any(sign in str(error) for sign in MISSING_DECODER):
-            raise UserError(f"{path}: {file_format}, a format this machine cannot read ({error}): "
-                            "save it as PNG or JPEG") from None
-        if "conversion from" in str(error):
-            raise UserError(f"{path}: {kind} in a pixel mode this program cannot read ({error}): "
-                            "save it as PNG or JPEG") from None
-        raise UserError(f"{path}: damaged {kind} ({error})") from None
     except MemoryError:
         raise UserError(f"{path}: not enough memory to read this {kind}") from None
+    except Exception as error:  # damaged data: each decoder raises its own (OSError, SyntaxError, RuntimeError..)
+        if any(sign in str(error) for sign in MISSING_DECODER):
+            raise UserError(f"{path}: {file_format}, a format this machine cannot read ({shown(error, 200)}): "
+                            "save it as PNG or JPEG") from None
+        if "conversion from" in str(error):
+            raise UserError(f"{path}: {kind} in a pixel mode this program cannot read ({shown(error, 200)}): "
+                            "save it as PNG or JPEG") from None
+        raise UserError(f"{path}: damaged {kind} ({shown(error, 200) or type(error).__name__})") from None
 
 
 def greyscale(image: Image.Image) -> np.ndarray:
