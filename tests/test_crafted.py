@@ -6,9 +6,11 @@ import io
 import os
 import re
 import socket
+import struct
 import subprocess
 import threading
 import urllib.parse
+import zipfile
 
 import pytest
 import torch
@@ -124,6 +126,19 @@ def test_nesting_200_000_deep_is_one_line_for_every_reader(key, reason, one_epoc
     assert_every_reader_says(path, reason, tmp_path, capsys)
 
 
+def test_a_zip_that_claims_to_span_disks_is_one_line(tmp_path, capsys):
+    """Found by the fuzz net's 20,000 cases: zipfile.is_zipfile raised BadZipFile on it, a traceback."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model.pth", b"weights")
+    data = buffer.getvalue()
+    end = data.rindex(b"PK\x05\x06")  # the end of the central directory; a zip64 locator before it names disk 2 of 2
+    (tmp_path / "spanning.zip").write_bytes(data[:end] + b"PK\x06\x07" + struct.pack("<LQL", 1, 0, 2) + data[end:])
+    assert run_cli(evaluate.main, [str(tmp_path / "spanning.zip")]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'spanning.zip'}: a damaged zip archive (zipfiles that " \
+                                      "span multiple disks are not supported)\n"
+
+
 def test_a_summary_that_is_a_fifo_is_one_line(narrow_checkpoint, tmp_path, capsys):
     """Before, the verdict printed and then the program waited forever to open the FIFO."""
     os.mkfifo(tmp_path / "fifo")
@@ -202,7 +217,8 @@ def exchange(address, data: bytes, close=False) -> bytes:
 
 def test_draw_answers_bad_content_lengths_with_4xx_and_a_stalled_body_with_408(served):
     """Before: `+284` and `2_84` were taken as lengths, the first of two headers won, and a length over 4 MB with
-    no body, or a body shorter than its length, closed the connection after 10 s with no answer."""
+    no body, or a body shorter than its length, closed the connection after 10 s with no answer; so did an image
+    whose decoder raised its own error type."""
     _, address = served
     head = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
     stalled = socket.create_connection((address.hostname, address.port), timeout=60)
@@ -211,6 +227,8 @@ def test_draw_answers_bad_content_lengths_with_4xx_and_a_stalled_body_with_408(s
                             ([b"99999999"], b"413"), ([b"0"], b"400")]:
         headers = b"".join(b"Content-Length: " + length + b"\r\n" for length in lengths)
         assert exchange(address, head + headers + b"\r\nabc").startswith(b"HTTP/1.0 " + status), lengths
+    avif = (FIXTURES / "damaged.avif").read_bytes()  # its decoder's RuntimeError closed the connection unanswered
+    assert exchange(address, head + b"Content-Length: %d\r\n\r\n" % len(avif) + avif).startswith(b"HTTP/1.0 422")
     with stalled:
         assert stalled.makefile("rb").readline().startswith(b"HTTP/1.0 408")
 

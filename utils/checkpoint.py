@@ -291,7 +291,9 @@ def opened(path, log=print):
     too: one whose members include data.pkl is a checkpoint itself. A member larger than MAX_BYTES is refused
     before anything is extracted."""
     path = Path(path)
-    if kind_of(path) != "file" or not zipfile.is_zipfile(path):  # is_zipfile would wait on a FIFO
+    with damaged_zip(path):  # is_zipfile raises on some damaged archives ("span multiple disks"): the fuzz net
+        archive_file = kind_of(path) == "file" and zipfile.is_zipfile(path)  # a FIFO: is_zipfile would wait
+    if not archive_file:
         yield path
         return
     with damaged_zip(path), zipfile.ZipFile(path) as archive:
