@@ -4,7 +4,8 @@
     python draw.py mnist-model-12.zip --port 8080
 
 The page (draw.html: one file of HTML, CSS and JavaScript, nothing fetched from elsewhere) sends what you draw,
-or an image file you drop on it, as the file's bytes to POST /predict. The server prepares it exactly as
+or an image file you drop on it, as the file's bytes to POST /predict (a multipart form with one file, as
+`curl -F file=@digit.png` sends it, is read too). The server prepares it exactly as
 `evaluate.py --image` does (utils/images.py) and answers JSON: the digit, the ten probabilities and the 28x28
 image the model saw. The standard library's http.server serves it; Ctrl-C stops it.
 """
@@ -16,6 +17,8 @@ import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from email.parser import BytesParser
+from email.policy import HTTP
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,6 +62,21 @@ class Reader:
                 "image": digit[0].tolist()}
 
 
+ROUTES = {"/": "GET, HEAD", "/about": "GET, HEAD", "/predict": "POST"}  # each path: the methods it takes
+
+
+def uploaded(content_type: str, body: bytes) -> bytes:
+    """The image in a request's body: the body itself (the page, `curl --data-binary @digit.png`), or the one
+    file of a multipart/form-data form (`curl -F file=@digit.png`, an HTML form)."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return body
+    form = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body)
+    files = [part for part in form.iter_parts() if part.get_filename() is not None] if form.is_multipart() else []
+    if len(files) != 1:
+        raise UserError(f"a multipart form with one file in it, not {len(files)}")
+    return files[0].get_payload(decode=True) or b""
+
+
 class Server(ThreadingHTTPServer):
     """One thread per request; a client that leaves early is no error of the server's."""
     request_queue_size = 256  # connections waiting to be accepted: with 5, 13 of 200 simultaneous POSTs timed out
@@ -84,13 +102,21 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/about":
             self.answer_json(HTTPStatus.OK, self.reader.about)
         else:
-            self.send_error(HTTPStatus.NOT_FOUND, f"no page {shown(self.path, 100)}: the page is /")
+            self.not_here(path)
+
+    def not_here(self, path):
+        """404 for a path this server does not have, 405 (with the methods it takes) for one it has."""
+        if path not in ROUTES:
+            return self.send_error(HTTPStatus.NOT_FOUND, f"no page {shown(self.path, 100)}: the page is /, images "
+                                                         "go to POST /predict")
+        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{shown(self.command, 20)} is not served at {path}: "
+                                                       f"{ROUTES[path]}")
 
     def do_POST(self):
         started = time.perf_counter()
-        if urlsplit(self.path).path != "/predict":
-            return self.send_error(HTTPStatus.NOT_FOUND, f"nothing to post to at {shown(self.path, 100)}: "
-                                                         "images go to /predict")
+        path = urlsplit(self.path).path
+        if path != "/predict":
+            return self.not_here(path)
         lengths = self.headers.get_all("Content-Length", [])
         if not lengths:
             return self.send_error(HTTPStatus.LENGTH_REQUIRED, "send the image's bytes with a Content-Length")
@@ -110,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(data):,} of its "
                                                            f"Content-Length's {length:,} bytes")
         try:
-            prediction = self.reader.predict(data)
+            prediction = self.reader.predict(uploaded(self.headers.get("Content-Type", ""), data))
         except UserError as error:
             return self.send_error(HTTPStatus.UNPROCESSABLE_ENTITY, str(error))
         self.answer_json(HTTPStatus.OK, prediction | {"server_ms": (time.perf_counter() - started) * 1000})
@@ -143,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         if code == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", "GET, POST")
+            self.send_header("Allow", ROUTES.get(urlsplit(self.path).path, "GET, HEAD, POST"))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

@@ -5,6 +5,7 @@ from image files with it.
     python evaluate.py models                                    # the newest checkpoint in a folder
     python evaluate.py models --image my_digit.png photo.jpg     # predict the digit in each image
     python evaluate.py mnist-model-12.zip                        # a CI artifact as GitHub downloads it
+    python evaluate.py models --list                             # a table of the checkpoints, newest first
     python evaluate.py models --min-accuracy 95 --summary "$GITHUB_STEP_SUMMARY"  # the CI job's verdict page
 
 The checkpoint is read with weights-only loading (no pickled code runs) and the network is rebuilt
@@ -24,7 +25,7 @@ from model.checkpoint import load_model
 from model.network import BUDGET
 from model.placement import describe
 from model.predict import evaluate, log_probabilities, normalize
-from utils.checkpoint import checkpoint_file
+from utils.checkpoint import checkpoint_file, every_checkpoint, load_checkpoint
 from utils.data import load_mnist
 from utils.files import kind_of, reporting
 from utils.images import load_digit
@@ -38,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("checkpoint", metavar="PATH", help="a .pth checkpoint, a folder (its newest checkpoint) or "
                                                            "a zip of checkpoints (a downloaded CI artifact)")
     parser.add_argument("--image", nargs="+", metavar="FILE", help="image files of handwritten digits to predict")
+    parser.add_argument("--list", action="store_true", help="a table of every checkpoint in PATH (a folder or a zip), "
+                                                            "newest first: its network, recipe and recorded accuracy")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
     parser.add_argument("--min-accuracy", type=flags.percentage,
@@ -155,8 +158,41 @@ def predict_images(model, files) -> bool:
     return all_read
 
 
+def listing(path) -> bool:
+    """Print a table of the checkpoints in `path`, newest first, a damaged one with its reason; True if all read."""
+    rows, all_read = [("name", "date", "network", "parameters", "optimizer and recipe", "epochs", "accuracy")], True
+    for name, file in every_checkpoint(path):
+        try:
+            if isinstance(file, UserError):
+                raise file
+            rows.append(row(shown(name, 60), load_checkpoint(file, name)))
+        except UserError as error:
+            rows.append((shown(name, 60), f"damaged: {str(error).split(': ', 1)[-1]}"))
+            all_read = False
+    widths = [max(len(line[column]) for line in rows if len(line) == len(rows[0]) or column == 0)
+              for column in range(len(rows[0]))]
+    print(f"{len(rows) - 1} checkpoint(s) in {shown(path)}, newest first (evaluate.py and draw.py take the first):")
+    for line in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return all_read
+
+
+def row(name, state) -> tuple:
+    """A checkpoint's line in the table: its network by the widths of its conv layers (else its first layers)."""
+    widths = [shape[0] for shape in state["layers"].values() if len(shape) == 4]
+    recipe = state["hyperparameters"]
+    return (name, state["timestamp"][:16].replace("T", " "),
+            ",".join(map(str, widths)) or shown(", ".join(list(state["layers"])[:2]), 40),
+            f"{state['parameters']:,}", f"{shown(state['optimizer'], 20)}, batch {recipe['batch_size']}, "
+            f"lr {recipe['lr']:g}, smoothing {recipe['label_smoothing']:g}, "
+            f"augment {'on' if recipe['augment'] else 'off'}",
+            f"{state['epochs']}/{state['planned_epochs']}", f"{state['final_test_accuracy']:.2f}%")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.list:
+        return 0 if listing(args.checkpoint) else 1
     with checkpoint_file(args.checkpoint) as (file, path):
         model, state = load_model(file, device=args.device, name=path)
     print(f"checkpoint: {shown(path)} ({shown(state['architecture'], 40)}, {state['parameters']:,} parameters, "

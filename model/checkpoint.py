@@ -14,7 +14,7 @@ from model.placement import (Placement, accelerator_rng_states, describe, peak_m
 from model.predict import finite_on_plain_digits
 from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
 from utils.errors import UserError, shown
-from utils.files import writable_folder
+from utils.files import replace_atomically, writable_folder
 
 
 def network_record(model: nn.Module, channels, dropout) -> dict:
@@ -170,8 +170,10 @@ class Run:
                 f"seed {config.seed}, augmentation {augmentation}")
 
     def save(self, optimizer, scheduler, generator) -> Path:
-        """Write the checkpoint of the epochs so far: a new file after the first, then over it, atomically."""
-        self.history[-1]["device_peak_mb"] = peak_memory_mb(self.placement.accelerator)
+        """Write the checkpoint of the epochs so far (a new file after the first, then over it, atomically) and
+        its metrics, a CSV file of the same name."""
+        self.history[-1] |= {"device_peak_mb": peak_memory_mb(self.placement.accelerator),
+                             "lr": optimizer.param_groups[0]["lr"]}  # at the epoch's end
         last, config, model = self.history[-1], self.config, self.model
         state = network_record(model, config.channels, config.dropout) | {
             "model_state_dict": model.state_dict(),
@@ -196,7 +198,23 @@ class Run:
         }
         self.path = save_over(state, self.path) if self.path else save_new(state, config.models_dir,
                                                                              self.placement.short_name)
+        replace_atomically(self.path.with_suffix(".csv"), metrics_csv(self.history))
         return self.path
+
+
+CSV_COLUMNS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr", "seconds", "images_per_s")
+
+
+def metrics_csv(history: list) -> bytes:
+    """A run's history as a CSV file, one row per epoch, that any spreadsheet or pandas reads (a resumed run's
+    earlier epochs without a recorded learning rate leave its cell empty)."""
+    rows = [",".join(CSV_COLUMNS)]
+    for entry in history:
+        images, seconds = entry["curve"][-1][0] if entry["curve"] else 0, entry["train_seconds"]  # last point: all
+        rows.append(",".join(f"{value:.6g}" if isinstance(value, float) else str(value) for value in (
+            entry["epoch"], entry["train_loss"], entry["train_accuracy"], entry["test_loss"], entry["test_accuracy"],
+            entry.get("lr", ""), seconds, round(images / seconds) if seconds else "")))
+    return ("\n".join(rows) + "\n").encode()
 
 
 def tuple_of(value):

@@ -103,7 +103,7 @@ def test_bad_requests_get_a_4xx_and_one_line_and_the_server_keeps_serving(server
                                  "far more pixels than a digit's picture needs"),
         "a blank picture": (server + "predict", blank_png(tmp_path), "POST", 422, "no digit found"),
         "a wrong path": (server + "nowhere", None, None, 404, "no page /nowhere"),
-        "a wrong path to post to": (server + "predict/x", b"x", "POST", 404, "images go to /predict"),
+        "a wrong path to post to": (server + "predict/x", b"x", "POST", 404, "images go to POST /predict"),
         "a wrong method": (server + "predict", b"x", "PUT", 405, "PUT is not served"),
         "a method nobody knows": (server, None, "BREW", 405, "BREW is not served"),
     }

@@ -106,8 +106,9 @@ def test_a_run_that_worked_exits_0_whatever_its_names_are_and_the_terminal_takes
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0 and stderr == b"", (encoding, stderr)
         lines = stdout.splitlines()
-        assert len(lines) == 2 and lines[0].startswith(b"checkpoint: " + shown + b"/model.pth (HybridCNN, "), lines
-        assert re.fullmatch(re.escape(shown) + rb"/seven\\n\.png: 7 \(.*\)", lines[1]), (encoding, lines)
+        assert len(lines) == 3 and lines[0] == b"taking model.pth: the only checkpoint in " + shown, lines
+        assert lines[1].startswith(b"checkpoint: " + shown + b"/model.pth (HybridCNN, "), lines
+        assert re.fullmatch(re.escape(shown) + rb"/seven\\n\.png: 7 \(.*\)", lines[2]), (encoding, lines)
 
 
 def test_strings_a_checkpoint_records_are_printed_escaped_and_short(one_epoch_run, tmp_path, capsys):

@@ -94,8 +94,8 @@ EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number
                 "train_cross_entropy": Number(0, 1e12), "train_accuracy": Number(0, 100), "test_loss": Number(0, 1e12),
                 "test_accuracy": Number(0, 100), "train_seconds": Number(0, 1e12),
                 "first_steps": Record({"images": Number(1, 2**40, whole=True), "seconds": Number(0, 1e12)}),
-                "curve": Seq(POINT, MAX_POINTS), "device_peak_mb": maybe(Number(0, 1e12))},
-               optional=frozenset({"train_cross_entropy", "first_steps", "device_peak_mb"}))  # not before 2026-12-03
+                "curve": Seq(POINT, MAX_POINTS), "device_peak_mb": maybe(Number(0, 1e12)), "lr": Number(0, 1e12)},
+               optional=frozenset({"train_cross_entropy", "first_steps", "device_peak_mb", "lr"}))  # not always written
 RECIPE = Record({"optimizer": Text(5, ("sgd", "adam", "adamw")), "batch_size": Number(1, MAX_BATCH, whole=True),
                  "lr": Number(0, MAX_LR, above_low=True), "label_smoothing": Number(0, 1), "weight_decay": Number(0, 1),
                  "warmup": Number(0, 0.99, above_low=True), "momentum": Seq(Number(0, 0.999), 2, 2),
@@ -253,12 +253,10 @@ def fits(saved, groups) -> bool:
                for value in entry.values())
 
 
-def newest_checkpoint(path: Path) -> Path:
-    """`path` itself, or for a folder its newest checkpoint, by modification time, among its *.pth files that are
-    not hidden (a run's temporary files, the systems' ._ files); one that is not a regular file (a broken
-    symlink, a folder) is passed over, and a broken symlink is named."""
-    if kind_of(path) != "folder":
-        return path
+def in_folder(path: Path) -> list[tuple[float, Path]]:
+    """(modification time, file) for the checkpoints in a folder, newest first: its *.pth files that are not
+    hidden (a run's temporary files, the systems' ._ files); one that is not a regular file (a broken symlink,
+    a folder) is passed over, and a broken symlink is named."""
     found = []
     for candidate in filter(is_ours, path.glob("*.pth")):
         try:
@@ -268,55 +266,81 @@ def newest_checkpoint(path: Path) -> Path:
             continue
         if stat.S_ISREG(status.st_mode):
             found.append((status.st_mtime, candidate))
-    if not found:
-        raise UserError(f"no checkpoint (*.pth) in {path}")
-    return max(found)[1]
+    return sorted(found, reverse=True)
 
 
-@contextmanager
-def checkpoint_file(path, log=print):
-    """The checkpoint that `path` names, as every reader takes it (evaluate.py, --resume, draw.py): a .pth,
-    a folder's newest, or the newest .pth in a zip (a CI artifact). Yields (the file to read, its name for
-    messages); an extracted one lives for the time of the `with`."""
-    path = newest_checkpoint(Path(path))
-    with opened(path, log) as file:
-        yield file, path if file == path else f"{path}: {shown(file.name, 100)}"
-
-
-@contextmanager
-def opened(path, log=print):
-    """Yield the checkpoint file at `path`: a .pth as it is, or the one inside a zip archive, such as a CI
-    artifact downloaded from GitHub's run page (mnist-model-12.zip): its only .pth, or the newest of several
-    (saying which), extracted to a temporary folder for the time of the `with`. torch's own format is a zip
-    too: one whose members include data.pkl is a checkpoint itself. A member larger than MAX_BYTES is refused
-    before anything is extracted."""
-    path = Path(path)
+def in_archive(path: Path) -> list[zipfile.ZipInfo] | None:
+    """The checkpoints (.pth members) of a zip archive, such as a CI artifact downloaded from GitHub's run page
+    (mnist-model-12.zip), newest first; None where `path` is not a zip of checkpoints (torch's own format is a
+    zip too: one whose members include data.pkl is a checkpoint itself)."""
     with damaged_zip(path):  # is_zipfile raises on some damaged archives ("span multiple disks"): the fuzz net
-        archive_file = kind_of(path) == "file" and zipfile.is_zipfile(path)  # a FIFO: is_zipfile would wait
-    if not archive_file:
-        yield path
-        return
-    with damaged_zip(path), zipfile.ZipFile(path) as archive:
-        members = archive.infolist()
+        if kind_of(path) != "file" or not zipfile.is_zipfile(path):  # a FIFO: is_zipfile would wait
+            return None
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
     if any(PurePosixPath(member.filename).name == "data.pkl" for member in members):
-        yield path  # torch's format: the file is the checkpoint
-        return
+        return None
     found = [member for member in members if not member.is_dir() and member.filename.endswith(".pth")
              and not PurePosixPath(member.filename).name.startswith(".")]
     if not found:
         raise UserError(f"{path}: a zip archive with no checkpoint (.pth) in it")
-    member = max(found, key=lambda candidate: (candidate.date_time, candidate.filename))
-    if len(found) > 1:
-        log(f"{shown(path)} holds {len(found)} checkpoints: reading the newest, {shown(member.filename, 100)}")
+    return sorted(found, key=lambda member: (member.date_time, member.filename), reverse=True)
+
+
+@contextmanager
+def extracted(path: Path, member: zipfile.ZipInfo):
+    """A member of a zip archive, extracted to a temporary folder for the time of the `with`; one larger than
+    MAX_BYTES is refused before anything is extracted."""
     if member.file_size > MAX_BYTES:
         raise UserError(f"{path}: refused: {shown(member.filename, 100)} would unpack to {member.file_size:,} "
                         f"bytes, far more than a checkpoint ({MAX_BYTES // 2**20} MB at most)")
     with TemporaryDirectory() as folder:
-        extracted = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
+        file = Path(folder) / PurePosixPath(member.filename).name  # never the archive's own path
         with damaged_zip(path), zipfile.ZipFile(path) as archive, archive.open(member) as source:
-            with reporting("write", extracted), open(extracted, "wb") as target:
+            with reporting("write", file), open(file, "wb") as target:
                 shutil.copyfileobj(source, target)  # stops at the declared size; a bad CRC raises
-        yield extracted  # outside the guards: what the reader raises is its own
+        yield file  # outside the guards: what the reader raises is its own
+
+
+@contextmanager
+def checkpoint_file(path, log=print):
+    """The checkpoint that `path` names, as every reader takes it (evaluate.py, --resume, draw.py): a .pth, a
+    folder's newest or the newest .pth in a zip (a CI artifact), saying which it took and why. Yields (the file
+    to read, its name for messages); an extracted one lives for the time of the `with`."""
+    path = Path(path)
+    if kind_of(path) == "folder":
+        found = in_folder(path)
+        if not found:
+            raise UserError(f"no checkpoint (*.pth) in {path}")
+        path = found[0][1]
+        log(f"taking {shown(path.name)}: " + (f"the newest of {len(found)} checkpoints" if len(found) > 1 else
+                                               "the only checkpoint") + f" in {shown(path.parent)}")
+    members = in_archive(path)
+    if members is None:
+        yield path, path
+        return
+    if len(members) > 1:
+        log(f"{shown(path)} holds {len(members)} checkpoints: reading the newest, {shown(members[0].filename, 100)}")
+    with extracted(path, members[0]) as file:
+        yield file, f"{path}: {shown(file.name, 100)}"
+
+
+def every_checkpoint(path):
+    """(name, the file to read) for each checkpoint in a folder or a zip, newest first; a .pth is its own."""
+    path = Path(path)
+    if kind_of(path) == "folder":
+        yield from ((file.name, file) for _, file in in_folder(path))
+        return
+    members = in_archive(path)
+    if members is None:
+        yield path.name, path
+        return
+    for member in members:  # one at a time: a zip of many takes the disk of one
+        try:
+            with extracted(path, member) as file:
+                yield member.filename, file
+        except UserError as error:
+            yield member.filename, error
 
 
 @contextmanager
