@@ -3,8 +3,10 @@ saying which checkpoint they took, and draw.py's /predict as curl users call it.
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -16,7 +18,7 @@ import evaluate
 import train
 from utils.errors import run_cli
 
-from conftest import REPO, quiet_config
+from conftest import REPO, fresh_copy, quiet_config, run_shell
 
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -116,3 +118,41 @@ def test_predict_reads_curl_s_multipart_form_as_its_raw_bytes_and_a_wrong_method
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+SECTION = (REPO / "README.md").read_text().split("\n## Compare runs\n")[1].split("\n## ")[0]
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", SECTION, re.DOTALL)  # (language, text) in the order shown
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_s_compare_runs_section_works_and_prints_as_shown(tmp_path, real_raw_dir):
+    """Its two runs, their CSV and the --list table, then its two curl calls to `python draw.py`, in a fresh copy,
+    as written: each prints what the README shows, but for the times, dates and accuracies of this machine."""
+    runs, csv_shown, table_shown, calls, answer_shown = [text for _, text in BLOCKS]
+    fresh_copy(tmp_path, real_raw_dir)
+    for command in runs.splitlines():
+        result = run_shell(command, cwd=tmp_path)
+        assert result.returncode == 0, (command, result.stderr[-2000:])
+    first = min((tmp_path / "models").glob("*.csv"))
+    lines = first.read_text().splitlines()
+    assert lines[0] == csv_shown.splitlines()[0] and [row.split(",")[0] for row in lines[1:]] == ["1", "2"]
+    listing = run_shell("python evaluate.py models --list", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    shown_lines, lines = table_shown.splitlines(), listing.stdout.splitlines()
+    assert lines[:2] == shown_lines[:2] and len(lines) == len(shown_lines)
+    for line, shown in zip(lines[2:], shown_lines[2:]):  # the network and recipe as shown; its own name and figures
+        assert line.split()[3:-1] == shown.split()[3:-1], (line, shown)
+    server = subprocess.Popen([sys.executable, "draw.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        said = [server.stdout.readline() for _ in range(3)]
+        if server.poll() is not None and "in use" in server.stderr.read():
+            pytest.skip("port 8000, the README's, is in use on this machine")
+        assert said[2].startswith("draw a digit at http://127.0.0.1:8000/"), said
+        answers = [run_shell(call, cwd=tmp_path) for call in calls.splitlines()]
+        assert [answer.stdout.strip()[:30] for answer in answers] == [answer_shown.strip()[:30]] * 2
+        assert answers[0].stdout == answers[1].stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
