@@ -39,7 +39,7 @@ def m(area, bug, path, old, new, tests):
 
 
 TRAIN, EVALUATE, DEVICES = "tests/test_train.py", "tests/test_evaluate.py", "tests/test_devices.py"
-CRAFTED = "tests/test_crafted.py"
+CRAFTED, RUNS = "tests/test_crafted.py", "tests/test_runs.py"
 MUTANTS = [
     # train.py: the recipe, the epochs' augmentation, resume and extension
     m("train", "the plain epoch of a several-epoch run comes first instead of last", "train.py",
@@ -80,7 +80,7 @@ MUTANTS = [
     m("evaluate", "the recorded figure may be 10 points off", "evaluate.py",
       "TOLERANCE = 0.1  #", "TOLERANCE = 10  #", f"{EVALUATE} -k 'off_by_more or tampered'"),
     m("checkpoint", "a folder's oldest checkpoint is read instead of its newest", "utils/checkpoint.py",
-      "return max(found)[1]", "return min(found)[1]", f"{EVALUATE} -k newest"),
+      "path = found[0][1]", "path = found[-1][1]", f"{EVALUATE} -k newest"),
     m("evaluate", "the runner-up printed is the prediction itself", "evaluate.py",
       "probabilities.topk(2).indices[1]", "probabilities.topk(2).indices[0]", f"{EVALUATE} -k 'image or predict'"),
     m("evaluate", "--min-accuracy is not enforced once the recorded figure matches", "evaluate.py",
@@ -180,7 +180,8 @@ MUTANTS = [
     m("checkpoint", "load_model hands back the network in training mode", "model/checkpoint.py",
       "return model.eval(), state", "return model, state", f"{EVALUATE} -k 'image or predict'"),
     m("checkpoint", "a zip's oldest checkpoint is read", "utils/checkpoint.py",
-      "member = max(found, key=", "member = min(found, key=", f"{EVALUATE} -k zip"),
+      "(member.date_time, member.filename), reverse=True)", "(member.date_time, member.filename))",
+      f"{EVALUATE} -k zip"),
     m("checkpoint", "a checkpoint recording fewer parameters than its weights hold passes", "model/checkpoint.py",
       'if count_parameters(model) != state["parameters"]:', 'if count_parameters(model) < state["parameters"]:',
       f"{EVALUATE} -k resume_refuses"),
@@ -219,6 +220,26 @@ MUTANTS = [
       "if not isinstance(error, (ConnectionError, TimeoutError)):", "if True:", f"{CRAFTED} -k quiet"),
     m("draw", "the listen backlog is socketserver's 5", "draw.py", "request_queue_size = 256", "request_queue_size = 5",
       f"{CRAFTED} -k quiet"),
+    # issue 40: runs a user can compare
+    m("runs", "the CSV's learning rate is the peak, not the epoch's last", "model/checkpoint.py",
+      '"lr": optimizer.param_groups[0]["lr"]}', '"lr": optimizer.defaults["lr"]}', f"{RUNS} -k csv"),
+    m("runs", "the CSV holds the last epoch alone", "model/checkpoint.py",
+      "metrics_csv(self.history))", "metrics_csv(self.history[-1:]))", f"{RUNS} -k csv"),
+    m("runs", "images/s is images times seconds", "model/checkpoint.py",
+      "round(images / seconds) if seconds", "round(images * seconds) if seconds", f"{RUNS} -k csv"),
+    m("runs", "--list shows a folder's checkpoints oldest first", "utils/checkpoint.py",
+      "yield from ((file.name, file) for _, file in in_folder(path))",
+      "yield from ((file.name, file) for _, file in reversed(in_folder(path)))", f"{RUNS} -k list"),
+    m("runs", "a damaged checkpoint stops the list", "evaluate.py",
+      "rows.append((shown(name, 60), f\"damaged: {str(error).split(': ', 1)[-1]}\"))", "raise",
+      f"{RUNS} -k list"),
+    m("draw", "a multipart form is read as if it were the image", "draw.py",
+      'if not content_type.lower().startswith("multipart/form-data"):', "if True:", f"{RUNS} -k multipart"),
+    m("draw", "a wrong method at a known path is 404", "draw.py", "if path not in ROUTES:", "if True:",
+      f"{RUNS} -k multipart"),
+    m("draw", "405's Allow header names every method, not the path's", "draw.py",
+      'self.send_header("Allow", ROUTES.get(urlsplit(self.path).path, "GET, HEAD, POST"))',
+      'self.send_header("Allow", "GET, HEAD, POST")', f"{RUNS} -k multipart"),
     # utils/data.py
     m("data", "the training labels are read in reverse order", "utils/data.py",
       "return MNIST(train.data.unsqueeze(1), train.targets,", "return MNIST(train.data.unsqueeze(1), train.targets.flip(0),",
