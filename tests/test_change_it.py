@@ -49,8 +49,8 @@ def predicted_by_the_page(folder) -> dict:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        lines = [process.stdout.readline() for _ in range(2)]
-        url = re.search(r"at (http://127\.0\.0\.1:\d+/) ", lines[1])
+        lines = [process.stdout.readline() for _ in range(3)]  # the checkpoint it takes and why, it, the address
+        url = re.search(r"at (http://127\.0\.0\.1:\d+/) ", lines[2])
         assert url, (lines, process.stderr.read() if process.poll() is not None else "")
         with urllib.request.urlopen(url[1] + "predict", DIGIT.read_bytes(), timeout=60) as answer:
             return json.loads(answer.read())

@@ -28,8 +28,8 @@ def test_a_full_disk_at_the_checkpoint_is_one_line_and_the_last_good_checkpoint_
     assert re.fullmatch(rf"error: cannot write {disk}/model_cpu_\d{{8}}_\d{{6}}\.pth: No space left on device\n",
                         result.stderr)
     assert "epoch 1/2" in result.stdout and "epoch 2/2" in result.stdout
-    (left,) = result.left  # epoch 1's checkpoint, whole; no temporary file
-    assert re.fullmatch(r"model_cpu_\d{8}_\d{6}\.pth", left)
+    checkpoint, metrics = sorted(result.left, key=lambda name: name.endswith(".csv"))  # epoch 1's, whole; no temporary
+    assert re.fullmatch(r"model_cpu_\d{8}_\d{6}\.pth", checkpoint) and metrics == checkpoint[:-4] + ".csv"
 
     result = small_disk(disk, "size=100k", "train.py", "--epochs", "1", "--quiet", "--models-dir", str(disk))
     assert result.returncode == 1 and "No space left on device" in result.stderr and result.left == []

@@ -13,9 +13,11 @@ import zipfile
 
 import pytest
 import torch
+from PIL import Image
 
 import evaluate
 import train
+from utils import plotting
 from utils.errors import run_cli
 
 from conftest import REPO, fresh_copy, quiet_config, run_shell
@@ -41,6 +43,19 @@ def test_a_run_writes_its_metrics_as_csv_that_matches_its_history(tmp_path, tiny
         assert int(row["images_per_s"]) == round(len(tiny_mnist.train_labels) / epoch["train_seconds"])
     assert float(rows[0]["lr"]) > float(rows[1]["lr"]) > 0  # the one-cycle schedule's rate at each epoch's end
     assert sorted(file.name for file in path.parent.iterdir()) == [path.with_suffix(".csv").name, path.name]
+
+
+def test_the_training_curves_are_drawn_from_a_run_s_csv(tmp_path, tiny_mnist, capsys):
+    _, path, _ = train.train(quiet_config(tmp_path, epochs=2, batch_size=100), data=tiny_mnist,
+                             log=lambda message: None)
+    assert run_cli(plotting.main, [str(path.with_suffix(".csv")), "--samples-dir", str(tmp_path / "pictures")]) == 0
+    (picture,) = (tmp_path / "pictures").glob("training_curves_*.png")
+    assert capsys.readouterr().out == f"training curves: {picture}\n"
+    assert Image.open(picture).size == (1100, 400)
+    (tmp_path / "other.csv").write_text("name,score\nx,1\n")
+    assert run_cli(plotting.main, [str(tmp_path / "other.csv"), "--samples-dir", str(tmp_path / "pictures")]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'other.csv'}: not a run's metrics file (the CSV "
+                                       "train.py writes beside its checkpoint)\n")
 
 
 @pytest.fixture(scope="module")

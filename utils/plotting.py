@@ -1,14 +1,20 @@
 """The pipeline's pictures, as PNG files through matplotlib. Each function draws one figure, saves it
 under a timestamped name that never overwrites anything (or, with fixed=True, as <kind>.png, replacing
-the last one: the README's pictures), and returns the path."""
+the last one: the README's pictures), and returns the path.
+
+    python -m utils.plotting models/model_cpu_20261206_083436.csv   # a run's training curves, from its CSV
+"""
+import csv
 import io
+import math
 from pathlib import Path
 
 import matplotlib
 import torch
 from matplotlib.figure import Figure  # not pyplot: no window, no backend to choose, works without a display
 
-from utils.files import replace_atomically, timestamp, write_new
+from utils.errors import OneLineErrors, UserError, run_cli, shown
+from utils.files import replace_atomically, reporting, timestamp, write_new
 
 
 def save(figure, folder, stem, fixed=False):
@@ -55,13 +61,14 @@ def training_curves(history, train_size, folder, fixed=False):
     (label-smoothed in a one-epoch run); a run recorded before its cross-entropy was shows the loss optimized."""
     figure = Figure(figsize=(11, 4))
     loss_axis, accuracy_axis = figure.subplots(1, 2)
-    plain = all(len(point) == 4 for entry in history for point in entry["curve"])
-    for entry in history:
+    plain = all(len(point) == 4 for entry in history for point in entry["curve"]) and all(
+        "train_cross_entropy" in entry for entry in history)
+    for entry in filter(lambda entry: entry["curve"], history):  # a run's CSV has no curve within its epochs
         start = entry["epoch"] - 1
         x = [start + point[0] / train_size for point in entry["curve"]]
         for axis, column in ((loss_axis, 3 if plain else 1), (accuracy_axis, 2)):  # (seen, loss, accuracy, c-e)
             axis.plot(x, [point[column] for point in entry["curve"]], color="tab:blue", alpha=0.5, lw=1,
-                      label="train, 25-step average" if start == 0 else None)
+                      label="train, 25-step average" if entry is history[0] else None)
     epochs = [entry["epoch"] for entry in history]
     train_keys = {"loss": "train_cross_entropy" if plain else "train_loss", "accuracy": "train_accuracy"}
     names = {"loss": "cross-entropy" if plain else "loss (train: as optimized)", "accuracy": "accuracy (%)"}
@@ -75,11 +82,27 @@ def training_curves(history, train_size, folder, fixed=False):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     loss_axis.set_yscale("log")
-    accuracy_axis.set_ylim(max(0, min(point[2] for e in history for point in e["curve"][1:] or [(0, 0, 90)]) - 1),
-                           100.2)
+    lowest = min([point[2] for entry in history for point in entry["curve"][1:]] + [90] +
+                 [entry[f"{part}_accuracy"] for entry in history for part in ("train", "test")])
+    accuracy_axis.set_ylim(max(0, lowest - 1), 100.2)
     last = history[-1]
     figure.suptitle(f"Training curves: {last['test_accuracy']:.2f}% test accuracy after {last['epoch']} epoch(s)")
     return save(figure, folder, "training_curves", fixed)
+
+
+def history_from_csv(path) -> list[dict]:
+    """A run's metrics file (the CSV train.py writes beside its checkpoint) as the history training_curves draws:
+    each epoch's figures, without the curve within each epoch that the checkpoint holds too."""
+    with reporting("read", path), open(path, newline="", encoding="utf-8", errors="replace") as file:
+        rows = list(csv.DictReader(file))
+    try:
+        history = [{"epoch": int(row["epoch"]), "curve": [], **{key: float(row[key]) for key in (
+            "train_loss", "train_accuracy", "test_loss", "test_accuracy")}} for row in rows]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path}: not a run's metrics file (the CSV train.py writes beside its checkpoint)") from None
+    if not history or not all(math.isfinite(entry[key]) for entry in history for key in entry if key != "curve"):
+        raise UserError(f"{path}: no epochs with finite figures in it")
+    return history
 
 
 def confusion_counts(predictions, labels):
@@ -133,3 +156,16 @@ def confident_mistakes(images, labels, probabilities, folder, count=24, fixed=Fa
     mistakes = int((predicted != labels).sum())
     figure.suptitle(f"The {len(order)} most confident mistakes of {mistakes} on the test set", fontsize=11)
     return save(figure, folder, "confident_mistakes", fixed)
+
+
+def main(argv=None):
+    parser = OneLineErrors(description="Draw a run's training curves from its metrics file (train.py's CSV).")
+    parser.add_argument("csv", metavar="RUN.csv", help="the CSV file beside the run's checkpoint")
+    parser.add_argument("--samples-dir", default="samples", help="where the picture goes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    print(f"training curves: {shown(training_curves(history_from_csv(args.csv), 1, args.samples_dir))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
