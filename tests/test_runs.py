@@ -98,6 +98,14 @@ def test_list_shows_every_checkpoint_newest_first_and_a_damaged_one_with_its_rea
         assert parts[-2:] == [epochs, f"{state['final_test_accuracy']:.2f}%"]
 
 
+def test_list_of_nothing_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for path, reason in ((tmp_path / "empty", f"no checkpoint (*.pth) in {tmp_path / 'empty'}"),
+                         (tmp_path / "missing", f"checkpoint {tmp_path / 'missing'} does not exist")):
+        assert run_cli(evaluate.main, [str(path), "--list"]) == 1
+        assert capsys.readouterr() == ("", f"error: {reason}\n")
+
+
 def test_a_folder_s_reader_says_which_checkpoint_it_took(three_runs, tmp_path, capsys):
     folder = tmp_path / "models"
     shutil.copytree(three_runs / "models", folder)

@@ -327,9 +327,14 @@ def checkpoint_file(path, log=print):
 
 def every_checkpoint(path):
     """(name, the file to read) for each checkpoint in a folder or a zip, newest first; a .pth is its own."""
-    path = Path(path)
-    if kind_of(path) == "folder":
-        yield from ((file.name, file) for _, file in in_folder(path))
+    path, kind = Path(path), kind_of(path)
+    if kind == "missing":
+        raise UserError(f"checkpoint {path} does not exist")
+    if kind == "folder":
+        found = in_folder(path)
+        if not found:
+            raise UserError(f"no checkpoint (*.pth) in {path}")
+        yield from ((file.name, file) for _, file in found)
         return
     members = in_archive(path)
     if members is None:
