@@ -52,8 +52,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.summary and args.min_accuracy is None:
         parser.error("--summary needs --min-accuracy: the bar its table checks")
-    if args.summary and kind_of(args.summary, "write") not in ("file", "missing"):  # a FIFO would block the verdict
-        raise UserError(f"--summary {args.summary} is {kind_of(args.summary)}, not a file to append to")
+    kind = kind_of(args.summary, "write") if args.summary else "missing"
+    if kind not in ("file", "missing"):  # a FIFO would block the verdict
+        raise UserError(f"--summary {args.summary} is {kind}, not a file to append to")
     return args
 
 

@@ -14,6 +14,7 @@ from model.placement import (Placement, accelerator_rng_states, describe, peak_m
 from model.predict import finite_on_plain_digits
 from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
 from utils.errors import UserError, shown
+from utils import schema
 from utils.files import replace_atomically, writable_folder
 
 
@@ -50,7 +51,7 @@ def load_weights(model: nn.Module, state: dict, path) -> None:
 
 
 def size(shape) -> str:
-    return "absent" if shape is None else "x".join(map(str, shape)) or "a single number"
+    return "absent" if shape is None else schema.size(shape)
 
 
 def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.Module, dict]:

@@ -22,7 +22,7 @@ import train
 from utils.errors import run_cli
 
 from bench.fuzz import deep, with_opcodes
-from conftest import REPO, assert_bad_flags_rejected, time_limit
+from conftest import REPO, time_limit
 
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -148,16 +148,6 @@ def test_a_summary_that_is_a_fifo_is_one_line(narrow_checkpoint, tmp_path, capsy
     assert code == 1
     assert capsys.readouterr().err == f"error: --summary {tmp_path / 'fifo'} is a FIFO (named pipe), not a file " \
                                       "to append to\n"
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--lr", "1e308"], "--lr: must be at most 10 (higher rates diverge), not 1e308"),
-    (["--lr", "11"], "--lr: must be at most 10"),
-    (["--channels", "1024,1024"], "--channels: 2 to 5 widths, each 1 to 256, not '1024,1024'"),
-    (["--epochs", "201"], "--epochs: must be at most 200, not 201"),
-])
-def test_values_training_cannot_survive_are_refused_as_flags(argv, message, capsys):
-    assert_bad_flags_rejected(train.main, argv, message, capsys)
 
 
 def test_a_warm_up_of_exactly_one_step_is_one_line(one_epoch_run, tmp_path, capsys, mnist):

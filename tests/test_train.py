@@ -423,6 +423,12 @@ DAMAGED = {
     (["--weight-decay", "-0.1"], "--weight-decay: must be from 0 to 1, not -0.1"),
     (["--label-smoothing", "nan"], "--label-smoothing: must be from 0 to 1, not nan"),
     (["--optimizer", "lion"], "--optimizer: invalid choice: 'lion'"),
+    # values training cannot survive (issue 39): --lr 1e308 overflowed float32 at the first step, widths 1024
+    # took gigabytes and minutes to evaluate, a history of more epochs would not fit a checkpoint's record
+    (["--lr", "1e308"], "--lr: must be at most 10 (higher rates diverge), not 1e308"),
+    (["--lr", "11"], "--lr: must be at most 10"),
+    (["--channels", "1024,1024"], "--channels: 2 to 5 widths, each 1 to 256, not '1024,1024'"),
+    (["--epochs", "201"], "--epochs: must be at most 200, not 201"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(train.main, argv, message, capsys)

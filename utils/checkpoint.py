@@ -164,12 +164,13 @@ def checked(state, path) -> dict:
     history, schedule = state["history"], state["schedule_state"]
     tops = {name.split(".")[0] for name in state["layers"]}  # a sequence's children are 0, 1, ...
     children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
-    wrong = ("placement splits the network after its last layer" if children and
-             state["placement"]["split"] >= children else
-             "history does not hold one record per epoch" if [entry["epoch"] for entry in history]
-             != list(range(1, state["epochs"] + 1)) else
-             "epochs is more than planned_epochs" if state["epochs"] > state["planned_epochs"] else
-             "schedule_state is past its last step" if schedule["last_epoch"] > schedule["total_steps"] else None)
+    inconsistent = {  # each part fits its schema: do they fit each other?
+        "placement splits the network after its last layer": children and state["placement"]["split"] >= children,
+        "history does not hold one record per epoch": [entry["epoch"] for entry in history]
+        != list(range(1, state["epochs"] + 1)),
+        "epochs is more than planned_epochs": state["epochs"] > state["planned_epochs"],
+        "schedule_state is past its last step": schedule["last_epoch"] > schedule["total_steps"]}
+    wrong = next((problem for problem, found in inconsistent.items() if found), None)
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {wrong}")
     return state
@@ -256,7 +257,7 @@ def fits(saved, groups) -> bool:
 def in_folder(path: Path) -> list[tuple[float, Path]]:
     """(modification time, file) for the checkpoints in a folder, newest first: its *.pth files that are not
     hidden (a run's temporary files, the systems' ._ files); one that is not a regular file (a broken symlink,
-    a folder) is passed over, and a broken symlink is named."""
+    a folder) is passed over, and a broken symlink is named. None at all is a UserError."""
     found = []
     for candidate in filter(is_ours, path.glob("*.pth")):
         try:
@@ -266,6 +267,8 @@ def in_folder(path: Path) -> list[tuple[float, Path]]:
             continue
         if stat.S_ISREG(status.st_mode):
             found.append((status.st_mtime, candidate))
+    if not found:
+        raise UserError(f"no checkpoint (*.pth) in {path}")
     return sorted(found, reverse=True)
 
 
@@ -310,8 +313,6 @@ def checkpoint_file(path, log=print):
     path = Path(path)
     if kind_of(path) == "folder":
         found = in_folder(path)
-        if not found:
-            raise UserError(f"no checkpoint (*.pth) in {path}")
         path = found[0][1]
         log(f"taking {shown(path.name)}: " + (f"the newest of {len(found)} checkpoints" if len(found) > 1 else
                                                "the only checkpoint") + f" in {shown(path.parent)}")
@@ -331,10 +332,7 @@ def every_checkpoint(path):
     if kind == "missing":
         raise UserError(f"checkpoint {path} does not exist")
     if kind == "folder":
-        found = in_folder(path)
-        if not found:
-            raise UserError(f"no checkpoint (*.pth) in {path}")
-        yield from ((file.name, file) for _, file in found)
+        yield from ((file.name, file) for _, file in in_folder(path))
         return
     members = in_archive(path)
     if members is None:
