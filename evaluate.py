@@ -26,7 +26,6 @@ from model.network import BUDGET
 from model.placement import describe
 from model.predict import evaluate, log_probabilities, normalize
 from utils.checkpoint import checkpoint_file, every_checkpoint, load_checkpoint
-from utils.data import load_mnist
 from utils.files import kind_of, reporting
 from utils.images import load_digit
 
@@ -70,6 +69,8 @@ def test_set_figures(model, data):
 def evaluate_test_set(model, state, args, path) -> bool:
     """Print overall and per-class accuracy (and append them to --summary); True when the figures agree with the
     recorded one (and reach --min-accuracy when it is given)."""
+    from utils.data import load_mnist  # here: torchvision's import (0.7 s) is of no use to --image and --list
+
     data = load_mnist(args.data_dir)
     started = time.perf_counter()
     loss, accuracy, correct, per_class = test_set_figures(model, data)

@@ -326,10 +326,14 @@ MUTANTS = [
     m("draw", "a method the server does not serve is http.server's 501, in HTML", "draw.py",
       "if code == HTTPStatus.NOT_IMPLEMENTED:", "if False:", "tests/test_draw.py -k bad_requests"),
     # utils/errors.py: the Ctrl-C guard
-    m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/errors.py",
-      "    if ours and signal.getsignal(", "    if signal.getsignal(", f"{TRAIN} -k ctrl_c"),
-    m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "\nguard_ctrl_c()\n", "\n",
+    m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/__init__.py",
+      "if PROGRAM:\n", "if True:\n", f"{TRAIN} -k ctrl_c"),
+    m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "    guard_ctrl_c()\n", "    pass\n",
       f"{TRAIN} -k ctrl_c"),
+    m("errors", "a script works with the cycle collector off (cycles pile up while draw.py serves)", "utils/errors.py",
+      "        gc.enable()\n", "        pass\n", f"{TRAIN} -k collector"),
+    m("errors", "code imported by another program loses its cycle collector", "utils/__init__.py",
+      'if PROGRAM == "script":\n', "if True:\n", f"{TRAIN} -k collector"),
 ]
 
 

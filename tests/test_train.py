@@ -1,4 +1,3 @@
-import argparse
 import os
 import re
 import signal
@@ -505,3 +504,18 @@ def test_code_imported_by_another_program_keeps_python_s_ctrl_c():
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert (result.returncode, result.stdout) == (0, "caught\n"), result.stderr
+
+
+def test_a_script_works_with_python_s_cycle_collector_on(tmp_path):
+    """A program of this repository loads torch with the cycle collector off (0.3 s less) and works with it on
+    (draw.py serves for hours: cycles must be collected), passing over what was loaded by then; a program of the
+    user's own that imports the code keeps the collector as it was."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('collector on', gc.isenabled(), gc.get_freeze_count() > 100_000, file=sys.stderr))\n")
+    script = subprocess.run([sys.executable, "-m", "model"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert script.returncode == 0 and "collector on True True" in script.stderr, script.stderr
+    imported = subprocess.run([sys.executable, "-c", "import gc, train; print(gc.isenabled(), gc.get_freeze_count())"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert imported.stdout == "True 0\n", imported.stderr

@@ -1,7 +1,15 @@
-"""What the scripts share: data, checkpoints, files, errors, the optimizer and its schedule, pictures.
+"""What the scripts share: data, checkpoints, files, errors, flags, pictures.
 
-Importing the package arms the one Ctrl-C guard (utils.errors.guard_ctrl_c): Ctrl-C while torch loads is one
-line and exit 130, for a program of this repository. Every script imports utils before torch."""
-from utils.errors import guard_ctrl_c
+Importing the package, which every program of this repository does before torch, arms the one Ctrl-C guard
+(utils.errors.guard_ctrl_c: Ctrl-C while torch loads is one line and exit 130) and, for a script, turns Python's
+cycle collector off until run_cli starts its work: torch's import makes about a million objects that live as long
+as the program, and the collector's passes over them while they load cost 0.3 s (docs/performance.md, "Start-up
+and exit"). A test or a notebook that imports the code keeps Python's own settings."""
+import gc
 
-guard_ctrl_c()
+from utils.errors import PROGRAM, guard_ctrl_c
+
+if PROGRAM:
+    guard_ctrl_c()
+if PROGRAM == "script":
+    gc.disable()

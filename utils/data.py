@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torchvision.datasets import MNIST as TorchvisionMNIST  # imports torch._dynamo (0.7 s), as torch.optim does
 
 from utils.errors import OneLineErrors, UserError, run_cli, shown
 from utils.files import made, owned_prefix, regular_file, remove_leftovers, reporting
@@ -117,10 +118,6 @@ def mirrors() -> list[str]:
     """$MNIST_MIRRORS (comma-separated base URLs), else torchvision's own list."""
     if "MNIST_MIRRORS" in os.environ:
         return [url for url in os.environ["MNIST_MIRRORS"].split(",") if url]
-    try:
-        from torchvision.datasets import MNIST as TorchvisionMNIST
-    except ImportError:
-        return []
     return list(TorchvisionMNIST.mirrors)
 
 
@@ -197,9 +194,6 @@ def prepare(data_dir=None, log=print) -> Path:
 
 def load_mnist(data_dir=None, log=print) -> MNIST:
     """Prepare (fetch if missing, verify) and load both sets, images as (N, 1, 28, 28) uint8."""
-    from torchvision.datasets import MNIST as TorchvisionMNIST  # here: it imports torch._dynamo (a second), as
-    #                                                             torch.optim does; python -m utils.data needs neither
-
     prepare(data_dir, log)
     train, test = (TorchvisionMNIST(resolve_data_dir(data_dir), train=train) for train in (True, False))
     return MNIST(train.data.unsqueeze(1), train.targets, test.data.unsqueeze(1), test.targets)

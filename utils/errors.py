@@ -1,6 +1,7 @@
 """One exception type for every mistake a user can fix, the one place that prints it, the one rule for text
 on the screen, and argument parsing that reports bad flags in one line too (their types: utils/flags.py)."""
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -35,19 +36,26 @@ class UserError(Exception):
         super().__init__(shown(message, limit=None))
 
 
+def program() -> str | None:
+    """"script" for a script of this repository or a module of it run with -m (while Python locates one,
+    sys.argv[0] is "-m"), "bench" for one of bench/'s, None for anything else that imports the code (a test, a
+    notebook)."""
+    repository = Path(__file__).resolve().parent.parent
+    name = sys.argv[0] if sys.argv else ""
+    folder = None if name in ("", "-c", "-m") else Path(name).resolve().parent
+    return "script" if name == "-m" or folder == repository else "bench" if folder == repository / "bench" else None
+
+
+PROGRAM = program()  # now, as utils loads: under -m, sys.argv[0] becomes the module's file later
+
+
 def guard_ctrl_c() -> None:
     """Until run_cli starts, Ctrl-C exits at once with the one line. Python would raise KeyboardInterrupt, and
     raised inside torch's import (1.5-2 s of every start) it aborts the process from C++ ("terminate called after
     throwing an instance of 'pybind11::error_already_set'", SIGABRT); nothing is written before main runs, so
-    there is nothing to clean up. Armed once, by importing utils (which every script does before torch), for a
-    program of this repository only: a script in its folder or in bench/, or a module run with -m (while Python
-    locates it, sys.argv[0] is "-m"); a test or a notebook that imports the code keeps Python's Ctrl-C. Never
+    there is nothing to clean up. Armed once, by importing utils (which every program does before torch), never
     where Ctrl-C is ignored."""
-    repository = Path(__file__).resolve().parent.parent
-    program = sys.argv[0] if sys.argv else ""
-    ours = program == "-m" or program not in ("", "-c") and Path(program).resolve().parent in (
-        repository, repository / "bench")
-    if ours and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_now)
 
 
@@ -65,6 +73,10 @@ def run_cli(main, argv=None):
             stream.reconfigure(errors="backslashreplace", line_buffering=True)
     if signal.getsignal(signal.SIGINT) is _exit_now:  # from here on, Ctrl-C unwinds: files get cleaned up
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    script = PROGRAM == "script"  # utils/__init__.py turned the collector off
+    if script:  # torch's million objects stay loaded until the exit: no collection walks them again
+        gc.freeze()
+        gc.enable()
     try:
         return main(argv)
     except UserError as error:
@@ -76,6 +88,9 @@ def run_cli(main, argv=None):
     except BrokenPipeError:  # the reader left (`| head`): stop quietly, as a command killed by SIGPIPE does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
         return 128 + signal.SIGPIPE
+    finally:
+        if script:  # Python's exit collects once more, over all that the run loaded too (torch._dynamo): 0.5 s
+            gc.freeze()
 
 
 class OneLineErrors(argparse.ArgumentParser):
