@@ -9,7 +9,6 @@ or an image file you drop on it, as the file's bytes to POST /predict (a multipa
 `evaluate.py --image` does (utils/images.py) and answers JSON: the digit, the ten probabilities and the 28x28
 image the model saw. The standard library's http.server serves it; Ctrl-C stops it.
 """
-import argparse
 import contextlib
 import json
 import re
@@ -181,20 +180,14 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-def port_number(text):
-    value = flags.whole_number(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 (any free port) to 65535, not {value}")
-    return value
-
-
 def main(argv=None):
     parser = OneLineErrors(description="Serve a page where the trained model reads the digits you draw.")
     parser.add_argument("checkpoint", metavar="PATH", nargs="?", default="models",
                         help="a .pth checkpoint, a folder (its newest) or a CI artifact .zip (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s, this "
                                                             "machine only)")
-    parser.add_argument("--port", type=port_number, default=8000, help="(default: %(default)s; 0: any free one)")
+    parser.add_argument("--port", type=flags.in_range(int, 0, 65535), default=8000,
+                        help="(default: %(default)s; 0: any free one)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
     args = parser.parse_args(argv)
     path, kind = Path(args.checkpoint), kind_of(args.checkpoint)

@@ -9,9 +9,7 @@ Without --epochs (or with --epochs 0) it draws the augmentation pictures and tra
 
 It takes every flag train.py takes and trains with the same engine (train.train).
 """
-import argparse
 import time
-from functools import partial
 
 # utils first: importing it arms the Ctrl-C guard before torch loads (utils/__init__.py)
 from utils import flags
@@ -27,24 +25,17 @@ from utils.files import writable_folder
 
 TRAINING_ONLY = ("optimizer", "batch_size", "lr", "weight_decay", "label_smoothing", "dropout", "device", "placement",
                  "split", "models_dir", "augment", "resume")
-MAX_AUGMENTATION_PICTURES = 64  # per axis of the grid: beyond this it is no longer readable
-
-
-def bounded_count(text):
-    value = flags.positive_int(text)
-    if value > MAX_AUGMENTATION_PICTURES:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_AUGMENTATION_PICTURES}, not {value}")
-    return value
+PICTURES = flags.in_range(int, 1, 64)  # per axis of the augmentation grid: beyond 64 it is no longer readable
 
 
 def parse_args(argv):
     parser = OneLineErrors(description="Augmentation pictures, then (with --epochs N) training, checkpoint, "
                                        "accuracy check, pictures of the trained model, summary.")
-    train.add_training_flags(parser, epochs_type=partial(flags.epochs, least=0), epochs_default=0,
+    train.add_training_flags(parser, epochs_type=flags.in_range(int, 0, flags.MAX_EPOCHS), epochs_default=0,
                              epochs_help="epochs to train (default: 0: the augmentation demo alone, no training)")
-    parser.add_argument("--aug-samples", type=bounded_count, default=3,
+    parser.add_argument("--aug-samples", type=PICTURES, default=3,
                         help="digits shown in the augmentation grid (1-64, default: %(default)s)")
-    parser.add_argument("--aug-per-sample", type=bounded_count, default=5,
+    parser.add_argument("--aug-per-sample", type=PICTURES, default=5,
                         help="augmentations drawn per digit (1-64, default: %(default)s)")
     parser.add_argument("--min-accuracy", type=flags.percentage, default=95.0,
                         help="test accuracy (%%) the run must reach (default: %(default)s)")

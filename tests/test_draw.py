@@ -139,7 +139,7 @@ def test_a_port_in_use_and_a_bad_port_are_one_line(one_epoch_run):
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
     result = run_in_process("draw.py", "--port", "70000")
-    assert result.returncode == 2 and "--port: must be from 0 (any free port) to 65535, not 70000" in result.stderr
+    assert result.returncode == 2 and "--port: must be from 0 to 65535, not 70000" in result.stderr
 
 
 # The page in a real browser. Debian's chromium and chromium-driver (`.ci/run` installs them), or on GitHub's

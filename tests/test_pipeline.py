@@ -47,13 +47,13 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--aug-samples", "0"], "--aug-samples: must be at least 1, not 0"),
-    (["--aug-per-sample", "65"], "--aug-per-sample: must be at most 64, not 65"),
+    (["--aug-samples", "0"], "--aug-samples: must be from 1 to 64, not 0"),
+    (["--aug-per-sample", "65"], "--aug-per-sample: must be from 1 to 64, not 65"),
     (["--aug-samples", "three"], "--aug-samples: 'three' is not a whole number"),
-    (["--epochs", "-1"], "--epochs: must be 0 or more, not -1"),
+    (["--epochs", "-1"], "--epochs: must be from 0 to 200, not -1"),
     (["--epochs", "one"], "--epochs: 'one' is not a whole number"),
-    (["--min-accuracy", "nan"], "--min-accuracy: must be a percentage from 0 to 100, not nan"),
-    (["--min-accuracy", "101"], "--min-accuracy: must be a percentage from 0 to 100, not 101"),
+    (["--min-accuracy", "nan"], "--min-accuracy: must be from 0 to 100, not nan"),
+    (["--min-accuracy", "101"], "--min-accuracy: must be from 0 to 100, not 101"),
     (["--seed", str(2**64)], "--seed: must be from 0 to 18446744073709551615"),
     (["--resume", "model.pth"], "--resume: for training only; add --epochs N (without it, run_pipeline.py draws the "
                                 "augmentation pictures alone)"),

@@ -1,3 +1,4 @@
+import argparse
 import os
 import re
 import signal
@@ -402,15 +403,16 @@ DAMAGED = {
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--epochs", "0"], "--epochs: must be at least 1, not 0"),
-    (["--epochs", "-3"], "--epochs: must be at least 1, not -3"),
+    (["--epochs", "0"], "--epochs: must be from 1 to 200, not 0"),
+    (["--epochs", "-3"], "--epochs: must be from 1 to 200, not -3"),
     (["--epochs", "1.5"], "--epochs: '1.5' is not a whole number"),
     (["--epochs", "many"], "--epochs: 'many' is not a whole number"),
-    (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
-    (["--batch-size", "60000"], "--batch-size: must be at most 8,192 (larger batches take gigabytes of memory and "
-                                "learn little), not 60,000"),
-    (["--batch-size", "1000000000"], "--batch-size: must be at most 8,192"),
-    (["--lr", "nan"], "--lr: must be a positive number"),
+    (["--batch-size", "0"], "--batch-size: must be from 1 to 8192 (larger batches take gigabytes of memory "
+                                "and learn little), not 0"),
+    (["--batch-size", "60000"], "--batch-size: must be from 1 to 8192 (larger batches take gigabytes of memory "
+                                    "and learn little), not 60000"),
+    (["--batch-size", "1000000000"], "--batch-size: must be from 1 to 8192"),
+    (["--lr", "nan"], "--lr: must be above 0 and at most 10 (higher rates diverge), not nan"),
     (["--placement", "sideways"], "--placement: invalid choice"),
     (["--split", "0"], "--split: must be at least 1, not 0"),
     (["--channels", "8"], "--channels: 2 to 5 widths, each 1 to 256, not '8'"),
@@ -424,13 +426,22 @@ DAMAGED = {
     (["--optimizer", "lion"], "--optimizer: invalid choice: 'lion'"),
     # values training cannot survive (issue 39): --lr 1e308 overflowed float32 at the first step, widths 1024
     # took gigabytes and minutes to evaluate, a history of more epochs would not fit a checkpoint's record
-    (["--lr", "1e308"], "--lr: must be at most 10 (higher rates diverge), not 1e308"),
-    (["--lr", "11"], "--lr: must be at most 10"),
+    (["--lr", "1e308"], "--lr: must be above 0 and at most 10 (higher rates diverge), not 1e308"),
+    (["--lr", "11"], "--lr: must be above 0 and at most 10"),
     (["--channels", "1024,1024"], "--channels: 2 to 5 widths, each 1 to 256, not '1024,1024'"),
-    (["--epochs", "201"], "--epochs: must be at most 200, not 201"),
+    (["--epochs", "201"], "--epochs: must be from 1 to 200, not 201"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(train.main, argv, message, capsys)
+
+
+def test_the_ends_of_each_flag_s_range_are_taken():
+    parser = argparse.ArgumentParser()
+    train.add_training_flags(parser)
+    ends = {"epochs": 200, "batch_size": 8192, "lr": 10.0, "weight_decay": 1.0, "label_smoothing": 1.0, "dropout": 0.0,
+            "seed": 2**64 - 1, "split": 1}
+    args = parser.parse_args([f"--{name.replace('_', '-')}={value}" for name, value in ends.items()])
+    assert {name: getattr(args, name) for name in ends} == ends
 
 
 @pytest.mark.parametrize("name, message", [

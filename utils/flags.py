@@ -1,96 +1,38 @@
 """The types of the programs' flags: each refuses a bad value with a one-line reason (OneLineErrors prints it)."""
 import argparse
-import math
 
 MAX_BATCH = 8192  # images per step, at most: larger batches take gigabytes of memory and learn little in an epoch
 MAX_EPOCHS = 200  # a checkpoint's history of them stays within what a reader takes (utils/checkpoint.py MAX_PICKLE)
-MAX_LR = 10.0  # far above any that trains; 1e40 overflows float32 at the first step
+MAX_LR = 10  # far above any that trains; 1e40 overflows float32 at the first step
 MAX_BLOCKS, MAX_WIDTH = 5, 256  # conv blocks: widths 256,256 evaluate in 40 s and 1.3 GB (docs/performance.md)
 SEEDS = 2**64  # torch's generators take seeds from 0 to 2**64 - 1
 
 
-def whole_number(text) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+def in_range(kind, low, high=None, above=False, below=False, why=""):
+    """A flag's type: a number (`kind`: int for a whole one, or float) from `low` to `high` (`above`: over `low`;
+    `below`: under `high`), else a one-line reason: what the range is, and `why`."""
+    if high is None:
+        span = f"{'above' if above else 'at least'} {low}"
+    else:
+        span = f"{'above' if above else 'from'} {low} {'and below' if below else 'and at most' if above else 'to'} {high}"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not ((low < value if above else low <= value) and  # NaN is in no range
+                (high is None or (value < high if below else value <= high))):
+            raise argparse.ArgumentTypeError(f"must be {span}{why}, not {text}")
+        return value
+    return parse
 
 
-def number(text) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def positive_int(text):
-    value = whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_int(text):
-    value = whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def positive_float(text):
-    value = number(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
-    return value
-
-
-def epochs(text, least=1):
-    value = positive_int(text) if least else non_negative_int(text)
-    if value > MAX_EPOCHS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_EPOCHS:,}, not {value:,}")
-    return value
-
-
-def learning_rate(text):
-    value = positive_float(text)
-    if value > MAX_LR:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_LR:g} (higher rates diverge), not {text}")
-    return value
-
-
-def seed(text):
-    value = whole_number(text)
-    if not 0 <= value < SEEDS:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {SEEDS - 1}, not {value}")
-    return value
-
-
-def percentage(text):
-    value = number(text)
-    if not 0 <= value <= 100:  # nan and inf fail too
-        raise argparse.ArgumentTypeError(f"must be a percentage from 0 to 100, not {text}")
-    return value
-
-
-def fraction(text):
-    """From 0 to 1: label smoothing, weight decay."""
-    value = number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
-    return value
-
-
-def below_one(text):
-    """From 0, and below 1: dropout."""
-    value = number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 and below 1, not {text}")
-    return value
-
-
-def batch_size(text):
-    value = positive_int(text)
-    if value > MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH:,} (larger batches take gigabytes of memory "
-                                         f"and learn little), not {value:,}")
-    return value
+positive_int = in_range(int, 1)
+epochs = in_range(int, 1, MAX_EPOCHS)
+batch_size = in_range(int, 1, MAX_BATCH, why=" (larger batches take gigabytes of memory and learn little)")
+learning_rate = in_range(float, 0, MAX_LR, above=True, why=" (higher rates diverge)")
+seed = in_range(int, 0, SEEDS - 1)
+percentage = in_range(float, 0, 100)
+fraction = in_range(float, 0, 1)  # label smoothing, weight decay
+below_one = in_range(float, 0, 1, below=True)  # dropout
