@@ -2,14 +2,14 @@
 arguments), rebuilding that network with build_model, and loading its weights. Reading the file and checking
 the rest is utils/checkpoint.py's."""
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_parameters
-from model.placement import (Placement, accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
+from model.placement import (accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
                              restore_accelerator_rng_states)
 from model.predict import finite_on_plain_digits
 from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
@@ -60,8 +60,7 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
     state = load_checkpoint(path, name)
     model = build_model(**state["build_model"])
     load_weights(model, state, name or path)
-    split = Placement.from_dict(state["placement"]).split
-    place(model, resolve_placement(placement_mode, device, split=split, model=model))
+    place(model, resolve_placement(placement_mode, device, split=state["placement"]["split"], model=model))
     return model.eval(), state
 
 
@@ -185,7 +184,7 @@ class Run:
             "rng_state": torch.get_rng_state(),
             "device_rng_states": accelerator_rng_states(self.placement),
             "device_used": self.placement.short_name,
-            "placement": self.placement.to_dict(),
+            "placement": asdict(self.placement),
             "epochs": last["epoch"],
             "planned_epochs": config.epochs,
             "final_test_accuracy": last["test_accuracy"],

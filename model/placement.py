@@ -7,7 +7,7 @@ sequence, single otherwise. Detection order: CUDA, then Apple MPS, then CPU.
 """
 import os
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from utils.errors import UserError  # first: importing utils arms the Ctrl-C guard before torch loads
 
@@ -26,9 +26,7 @@ class Machine:
 
     @classmethod
     def detect(cls) -> "Machine":
-        mps = getattr(torch.backends, "mps", None)
-        return cls(torch.cuda.device_count() if torch.cuda.is_available() else 0,
-                   bool(mps and mps.is_available()))
+        return cls(torch.cuda.device_count() if torch.cuda.is_available() else 0, torch.backends.mps.is_available())
 
     def accelerator(self):
         return "cuda:0" if self.cuda_devices else "mps" if self.mps else None
@@ -39,14 +37,6 @@ class Placement:
     early: str = "cpu"
     late: str = "cpu"
     split: int = DEFAULT_SPLIT  # hybrid: how many children of the sequence run early (1 to all but the last)
-
-    def __post_init__(self):
-        if not (isinstance(self.early, str) and isinstance(self.late, str)):
-            raise UserError(f"devices are names such as cpu or cuda:0, not {type(self.early).__name__} and "
-                            f"{type(self.late).__name__}")
-        if type(self.split) is not int or self.split < 1:
-            raise UserError(f"split must be a number of layers in the early stage, 1 or more, not "
-                            f"{str(self.split)[:20]}")
 
     @property
     def hybrid(self) -> bool:
@@ -63,26 +53,12 @@ class Placement:
         accelerator = self.early.split(":")[0]
         return f"hybrid-{accelerator}" if self.hybrid else accelerator
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, plan: dict) -> "Placement":
-        return cls(**plan)
-
 
 def may_overlap(source: torch.device, target: torch.device) -> bool:
     """Whether a copy from `source` to `target` may be non-blocking: only host to CUDA. A copy back to the host
     returns before the data lands, so the CPU would read it too early, and non-blocking copies to MPS from a
     temporary host tensor have been reported to corrupt data (open PyTorch issues)."""
     return source.type == "cpu" and target.type == "cuda"
-
-
-def to_device(tensor: torch.Tensor, device) -> torch.Tensor:
-    """tensor.to(device), overlapping with compute where that is safe (may_overlap): every copy between devices
-    in this project goes through here."""
-    device = torch.device(device)
-    return tensor.to(device, non_blocking=may_overlap(tensor.device, device))
 
 
 def make_reproducible(device) -> None:
@@ -111,22 +87,18 @@ def accelerator_kind(placement: Placement) -> str | None:
 def accelerator_rng_states(placement: Placement) -> dict:
     """The random-number states of the accelerator a placement uses (dropout and augmentation draw there), as
     plain tensors for a checkpoint: {"cuda": [one per CUDA device]}, {"mps": state}, or {} on the CPU."""
-    kind = accelerator_kind(placement)
-    if kind == "cuda":
-        return {"cuda": torch.cuda.get_rng_state_all()}
-    if kind == "mps":
-        return {"mps": torch.mps.get_rng_state()}
-    return {}
+    kind, read = accelerator_kind(placement), {"cuda": torch.cuda.get_rng_state_all, "mps": torch.mps.get_rng_state}
+    return {kind: read[kind]()} if kind in read else {}
 
 
 def restore_accelerator_rng_states(states: dict, placement: Placement, source) -> None:
-    """Put the accelerator's random-number generators back where accelerator_rng_states found them (the record
-    is checked by utils.checkpoint.load_checkpoint), for the device this placement uses: a run resumed on
-    another kind of machine draws afresh there. A state that does not fit is a UserError naming `source`."""
+    """Put the accelerator's random-number generators back where accelerator_rng_states found them, for the device
+    this placement uses: a run resumed on another kind of machine draws afresh there. A state that does not fit is
+    a UserError naming `source`."""
     kind = accelerator_kind(placement)
     try:
-        if kind == "cuda" and "cuda" in states:
-            for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
+        if kind == "cuda":
+            for index, state in enumerate(states.get("cuda", [])[: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(state, index)
         if kind == "mps" and "mps" in states:
             torch.mps.set_rng_state(states["mps"])
@@ -222,8 +194,11 @@ def place(model: nn.Module, placement: Placement) -> nn.Module:
 
 
 def moving_to(device: torch.device):
+    """A forward pre-hook that moves a module's tensor inputs to `device`: every copy between devices in this
+    project, each overlapping with compute where may_overlap says that is safe."""
     def hook(module, inputs):
-        return tuple(to_device(x, device) if isinstance(x, torch.Tensor) else x for x in inputs)
+        return tuple(x.to(device, non_blocking=may_overlap(x.device, device)) if isinstance(x, torch.Tensor) else x
+                     for x in inputs)
     return hook
 
 
