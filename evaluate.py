@@ -163,15 +163,15 @@ def predict_images(model, files) -> bool:
 def listing(path) -> bool:
     """Print a table of the checkpoints in `path`, newest first, a damaged one with its reason; True if all read."""
     rows, all_read = [("name", "date", "network", "parameters", "optimizer and recipe", "epochs", "accuracy")], True
-    for name, file in every_checkpoint(path):
+    for name, date, file in every_checkpoint(path):
         try:
             if isinstance(file, UserError):
                 raise file
-            rows.append(row(shown(name, 60), load_checkpoint(file, name)))
+            rows.append(row(shown(name, 60), date, load_checkpoint(file, name)))
         except UserError as error:
-            rows.append((shown(name, 60), f"damaged: {str(error).split(': ', 1)[-1]}"))
+            rows.append((shown(name, 60), date, f"damaged: {str(error).split(': ', 1)[-1]}"))
             all_read = False
-    widths = [max(len(line[column]) for line in rows if len(line) == len(rows[0]) or column == 0)
+    widths = [max(len(line[column]) for line in rows if len(line) == len(rows[0]) or column < 2)
               for column in range(len(rows[0]))]
     print(f"{len(rows) - 1} checkpoint(s) in {shown(path)}, newest first (evaluate.py and draw.py take the first):")
     for line in rows:
@@ -179,11 +179,11 @@ def listing(path) -> bool:
     return all_read
 
 
-def row(name, state) -> tuple:
+def row(name, date, state) -> tuple:
     """A checkpoint's line in the table: its network by the widths of its conv layers (else its first layers)."""
     widths = [shape[0] for shape in state["layers"].values() if len(shape) == 4]
     recipe = state["hyperparameters"]
-    return (name, state["timestamp"][:16].replace("T", " "),
+    return (name, date,
             ",".join(map(str, widths)) or shown(", ".join(list(state["layers"])[:2]), 40),
             f"{state['parameters']:,}", f"{shown(state['optimizer'], 20)}, batch {recipe['batch_size']}, "
             f"lr {recipe['lr']:g}, smoothing {recipe['label_smoothing']:g}, "

@@ -41,6 +41,8 @@ def m(area, bug, path, old, new, tests):
 TRAIN, EVALUATE, DEVICES = "tests/test_train.py", "tests/test_evaluate.py", "tests/test_devices.py"
 CRAFTED, RUNS = "tests/test_crafted.py", "tests/test_runs.py"
 MUTANTS = [
+    m("runs", "--list shows the date a checkpoint records, not the file's date it is sorted by", "evaluate.py",
+      "    return (name, date,", '    return (name, state["timestamp"][:16].replace("T", " "),', f"{RUNS} -k list"),
     # train.py: the recipe, the epochs' augmentation, resume and extension
     m("train", "the plain epoch of a several-epoch run comes first instead of last", "train.py",
       "epoch == self.epochs > 1)", "epoch == 1 and self.epochs > 1)", f"{TRAIN} -k which_epochs"),
@@ -233,10 +235,9 @@ MUTANTS = [
     m("runs", "images/s is images times seconds", "model/checkpoint.py",
       "round(images / seconds) if seconds", "round(images * seconds) if seconds", f"{RUNS} -k csv"),
     m("runs", "--list shows a folder's checkpoints oldest first", "utils/checkpoint.py",
-      "yield from ((file.name, file) for _, file in in_folder(path))",
-      "yield from ((file.name, file) for _, file in reversed(in_folder(path)))", f"{RUNS} -k list"),
+      "for mtime, file in in_folder(path))", "for mtime, file in reversed(in_folder(path)))", f"{RUNS} -k list"),
     m("runs", "a damaged checkpoint stops the list", "evaluate.py",
-      "rows.append((shown(name, 60), f\"damaged: {str(error).split(': ', 1)[-1]}\"))", "raise",
+      "rows.append((shown(name, 60), date, f\"damaged: {str(error).split(': ', 1)[-1]}\"))", "raise",
       f"{RUNS} -k list"),
     m("draw", "a multipart form is read as if it were the image", "draw.py",
       'if not content_type.lower().startswith("multipart/form-data"):', "if True:", f"{RUNS} -k multipart"),

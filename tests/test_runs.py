@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -90,6 +91,10 @@ def test_list_shows_every_checkpoint_newest_first_and_a_damaged_one_with_its_rea
     damaged, adam, sgd = lines[2:]
     assert damaged.split()[0] == "damaged.pth" and damaged.endswith(
         "damaged: not a readable checkpoint (truncated, or not a PyTorch file)")
+    # the date each file was written, by which they are sorted (not the one recorded inside)
+    dates = (["2027-01-03 00:00", "2027-01-02 00:00", "2027-01-01 00:00"] if where == "artifact.zip" else
+             [time.strftime("%Y-%m-%d %H:%M", time.localtime(1_800_000_000 + age)) for age in (10, 1, 0)])
+    assert [" ".join(line.split()[1:3]) for line in (damaged, adam, sgd)] == dates
     for line, widths, optimizer, epochs in ((adam, "6,12", "Adam, batch 64, lr 0.005", "2/2"),
                                             (sgd, "4,8", "SGD, batch 80, lr 0.25", "1/1")):
         parts = line.split()

@@ -7,6 +7,7 @@ import re
 import shutil
 import stat
 import sys
+import time
 import warnings
 import zipfile
 import zlib
@@ -327,23 +328,31 @@ def checkpoint_file(path, log=print):
 
 
 def every_checkpoint(path):
-    """(name, the file to read) for each checkpoint in a folder or a zip, newest first; a .pth is its own."""
+    """(name, date, the file to read) for each checkpoint in a folder or a zip, newest first by that date, the
+    file's own (the order the readers go by, whatever the checkpoint records); a .pth is its own."""
     path, kind = Path(path), kind_of(path)
     if kind == "missing":
         raise UserError(f"checkpoint {path} does not exist")
     if kind == "folder":
-        yield from ((file.name, file) for _, file in in_folder(path))
+        yield from ((file.name, minute(time.localtime(mtime)), file) for mtime, file in in_folder(path))
         return
     members = in_archive(path)
     if members is None:
-        yield path.name, path
+        with reporting("read", path):
+            mtime = path.stat().st_mtime
+        yield path.name, minute(time.localtime(mtime)), path
         return
     for member in members:  # one at a time: a zip of many takes the disk of one
         try:
             with extracted(path, member) as file:
-                yield member.filename, file
+                yield member.filename, minute(member.date_time), file
         except UserError as error:
-            yield member.filename, error
+            yield member.filename, minute(member.date_time), error
+
+
+def minute(when) -> str:
+    """A date as the listing shows it, from a time.struct_time or a zip member's date_time."""
+    return "{:04d}-{:02d}-{:02d} {:02d}:{:02d}".format(*tuple(when)[:5])
 
 
 @contextmanager
