@@ -107,7 +107,7 @@ def verdict(ok: bool) -> str:
 def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=BUDGET) -> str:
     """The CI run's result at a glance, for GitHub's job summary: the test accuracy against the bar and per class,
     the parameter count against the budget, the epoch's time, the artifacts and how to check a downloaded one."""
-    seconds = (state.get("history") or [{}])[-1].get("train_seconds", 0)
+    seconds = state["history"][-1]["train_seconds"]
     timing = f"{seconds:.1f} s ({60000 / seconds:,.0f} images/s)" if seconds > 0 else "not recorded"
     lines = [
         f"## MNIST: {accuracy:.2f}% test accuracy after {state['epochs']} epoch(s)",
@@ -120,7 +120,7 @@ def markdown(path, state, accuracy, per_class, min_accuracy, artifacts, budget=B
         f"| last epoch's training loop | {timing} | | |",
         "",
         f"Checkpoint `{shown(Path(path).name)}`: seed {state['seed']}, trained on "
-        f"{shown(state.get('device_used', '?'), 40)} with torch {shown(state.get('torch_version', '?'), 40)}.",
+        f"{shown(state['device_used'], 40)} with torch {shown(state['torch_version'], 40)}.",
         "",
         "| digit | " + " | ".join(str(digit) for digit in range(10)) + " |",
         "|---|" + "---|" * 10,
@@ -198,8 +198,8 @@ def main(argv=None):
     with checkpoint_file(args.checkpoint) as (file, path):
         model, state = load_model(file, device=args.device, name=path)
     print(f"checkpoint: {shown(path)} ({shown(state['architecture'], 40)}, {state['parameters']:,} parameters, "
-          f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state.get('device_used', '?'), 40)}, "
-          f"torch {shown(state.get('torch_version', '?'), 40)}); evaluating on {describe(model)}")
+          f"{state['epochs']} epoch(s), seed {state['seed']}, trained on {shown(state['device_used'], 40)}, "
+          f"torch {shown(state['torch_version'], 40)}); evaluating on {describe(model)}")
     ok = predict_images(model, args.image) if args.image else evaluate_test_set(model, state, args, path)
     return 0 if ok else 1
 

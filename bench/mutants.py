@@ -144,8 +144,8 @@ MUTANTS = [
     m("recipe", "a flag given again on --resume loses to the recorded value", "model/checkpoint.py",
       "if key not in config.given and hasattr(config, key)}", "if hasattr(config, key)}", f"{TRAIN} -k carries_on"),
     m("recipe", "a resumed run records the command line's seed, not its own", "model/checkpoint.py",
-      'recorded = {"optimizer": state.get("optimizer", "SGD").lower(), "seed": state["seed"],',
-      'recorded = {"optimizer": state.get("optimizer", "SGD").lower(),', f"{TRAIN} -k carries_on"),
+      'recorded = {"optimizer": state["optimizer"].lower(), "seed": state["seed"],',
+      'recorded = {"optimizer": state["optimizer"].lower(),', f"{TRAIN} -k carries_on"),
     # placing an arbitrary nn.Sequential
     m("placement", "the input does not move to the late device at the split", "model/placement.py",
       "+ ([(model[placement.split], placement.late)] if placement.hybrid else [])", "+ []",

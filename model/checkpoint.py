@@ -78,9 +78,9 @@ def resume_point(config, log=print):
     if config.channels and list(config.channels) != network["channels"]:
         raise UserError(f"{name} holds a network of widths {','.join(map(str, network['channels']))}: it "
                         f"resumes as it is (leave --channels out)")
-    recorded = {"optimizer": state.get("optimizer", "SGD").lower(), "seed": state["seed"],
+    recorded = {"optimizer": state["optimizer"].lower(), "seed": state["seed"],
                 "channels": tuple(network["channels"]), "dropout": network["dropout"]}
-    recorded |= state.get("hyperparameters", {})
+    recorded |= state["hyperparameters"]
     if "momentum" in recorded:
         recorded["momentum"] = tuple(recorded["momentum"])
     kept = {key: value for key, value in recorded.items() if key not in config.given and hasattr(config, key)}
@@ -111,22 +111,20 @@ class Run:
         restore_optimizer(optimizer, state, name)
         for group in optimizer.param_groups:
             group["weight_decay"] = config.weight_decay
-        recipe, schedule = state.get("hyperparameters", {}), state.get("schedule_state", {})
-        same_run = (state.get("planned_epochs") == config.epochs
-                    and schedule.get("total_steps") == config.epochs * steps_per_epoch
+        recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
+        same_run = (state["planned_epochs"] == config.epochs
+                    and schedule["total_steps"] == config.epochs * steps_per_epoch
                     and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
                             if key in recipe))
-        if same_run:
-            missing = [key for key in ("generator_state", "rng_state", "schedule_state") if key not in state]
-            missing += ["one-cycle settings in its optimizer state"] * any(  # what OneCycleLR carries on from
-                not is_number(group.get(key)) for group in optimizer.param_groups for key in ONE_CYCLE
-                + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ()))
-            if missing:
-                raise UserError(f"{name}: damaged checkpoint: no {' or '.join(missing)} to carry the run on")
+        if same_run:  # OneCycleLR carries on from the settings it keeps in the optimizer's groups
+            if any(not is_number(group.get(key)) for group in optimizer.param_groups for key in ONE_CYCLE
+                   + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())):
+                raise UserError(f"{name}: damaged checkpoint: no one-cycle settings in its optimizer state to carry "
+                                "the run on")
             generator.set_state(state["generator_state"])
             torch.set_rng_state(state["rng_state"])
-            restore_accelerator_rng_states(state.get("device_rng_states", {}), self.placement, name)
-        self.history = list(state.get("history", []))
+            restore_accelerator_rng_states(state["device_rng_states"], self.placement, name)
+        self.history = list(state["history"])
         how = "carrying on its schedule" if same_run else "a fresh schedule over the epochs still to train"
         self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, "
                  f"{state['final_test_accuracy']:.2f}% test accuracy; {how}")

@@ -141,7 +141,8 @@ def test_the_job_summary_fails_a_figure_at_the_bar_s_wrong_side():
     count stay under the budget."""
     from evaluate import markdown
 
-    state = {"epochs": 1, "parameters": 17_296, "seed": 1, "history": [{"train_seconds": 6.0}]}
+    state = {"epochs": 1, "parameters": 17_296, "seed": 1, "history": [{"train_seconds": 6.0}], "device_used": "cpu",
+             "torch_version": "2.14.1"}
 
     def rows(accuracy, min_accuracy, budget):
         text = markdown("models/model_cpu.pth", state, accuracy, [(98, 100)] * 10, min_accuracy, [], budget)

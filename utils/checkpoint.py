@@ -215,7 +215,7 @@ def is_number(value) -> bool:
 def restore_optimizer(optimizer, state: dict, path) -> None:
     """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
     trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
-    recorded, building = state.get("optimizer", "SGD"), type(optimizer).__name__
+    recorded, building = state["optimizer"], type(optimizer).__name__
     if recorded != building:
         raise UserError(f"{path} was trained with {shown(recorded, 40)}, and this run builds {building}: "
                         "its optimizer state cannot carry over to another optimizer")
