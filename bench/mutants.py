@@ -338,6 +338,9 @@ MUTANTS = [
       f"{TRAIN} -k ctrl_c"),
     m("errors", "a script works with the cycle collector off (cycles pile up while draw.py serves)", "utils/errors.py",
       "        gc.enable()\n", "        pass\n", f"{TRAIN} -k collector"),
+    m("errors", "a script of the user's own in the repository's folder is taken for one of its programs",
+      "utils/errors.py", "path in [repository / script for script in SCRIPTS]", "path and path.parent == repository",
+      f"{TRAIN} -k 'keeps or collector'"),
     m("errors", "code imported by another program loses its cycle collector", "utils/__init__.py",
       'if PROGRAM == "script":\n', "if True:\n", f"{TRAIN} -k collector"),
 ]

@@ -512,9 +512,10 @@ def test_code_imported_by_another_program_keeps_python_s_ctrl_c():
     code, and presses Ctrl-C, gets Python's KeyboardInterrupt, which it may catch, not an exit."""
     program = ("import signal, train\n"
                "try:\n    signal.raise_signal(signal.SIGINT)\nexcept KeyboardInterrupt:\n    print('caught')\n")
-    result = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    assert (result.returncode, result.stdout) == (0, "caught\n"), result.stderr
+    for own in ("", f"import sys; sys.argv[0] = {str(REPO / 'my_sweep.py')!r}\n"):  # -c, a script in the repo's folder
+        result = subprocess.run([sys.executable, "-c", own + program], cwd=REPO, capture_output=True, text=True,
+                                timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        assert (result.returncode, result.stdout) == (0, "caught\n"), result.stderr
 
 
 def test_a_script_works_with_python_s_cycle_collector_on(tmp_path):
@@ -527,6 +528,7 @@ def test_a_script_works_with_python_s_cycle_collector_on(tmp_path):
     script = subprocess.run([sys.executable, "-m", "model"], cwd=REPO, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert script.returncode == 0 and "collector on True True" in script.stderr, script.stderr
-    imported = subprocess.run([sys.executable, "-c", "import gc, train; print(gc.isenabled(), gc.get_freeze_count())"],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert imported.stdout == "True 0\n", imported.stderr
+    for program in ("", f"import sys; sys.argv[0] = {str(REPO / 'my_sweep.py')!r}; "):  # -c, a script of one's own
+        imported = subprocess.run([sys.executable, "-c", program + "import gc, train; print(gc.isenabled(), "
+                                   "gc.get_freeze_count())"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert imported.stdout == "True 0\n", imported.stderr

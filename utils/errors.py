@@ -36,14 +36,19 @@ class UserError(Exception):
         super().__init__(shown(message, limit=None))
 
 
+SCRIPTS = ("train.py", "evaluate.py", "draw.py", "run_pipeline.py")  # this repository's: each ends through run_cli
+
+
 def program() -> str | None:
-    """"script" for a script of this repository or a module of it run with -m (while Python locates one,
-    sys.argv[0] is "-m"), "bench" for one of bench/'s, None for anything else that imports the code (a test, a
-    notebook)."""
+    """"script" for one of SCRIPTS or a module of this repository run with -m (while Python locates one,
+    sys.argv[0] is "-m"), "bench" for one of bench/'s, None for anything else that imports the code: a test, a
+    notebook, a script of the user's own (whose Ctrl-C and collector stay Python's)."""
     repository = Path(__file__).resolve().parent.parent
     name = sys.argv[0] if sys.argv else ""
-    folder = None if name in ("", "-c", "-m") else Path(name).resolve().parent
-    return "script" if name == "-m" or folder == repository else "bench" if folder == repository / "bench" else None
+    path = None if name in ("", "-c", "-m") else Path(name).resolve()
+    if name == "-m" or path in [repository / script for script in SCRIPTS]:
+        return "script"
+    return "bench" if path and path.parent == repository / "bench" else None
 
 
 PROGRAM = program()  # now, as utils loads: under -m, sys.argv[0] becomes the module's file later
