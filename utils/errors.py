@@ -79,7 +79,7 @@ def run_cli(main, argv=None):
     if signal.getsignal(signal.SIGINT) is _exit_now:  # from here on, Ctrl-C unwinds: files get cleaned up
         signal.signal(signal.SIGINT, signal.default_int_handler)
     script = PROGRAM == "script"  # utils/__init__.py turned the collector off
-    if script:  # torch's million objects stay loaded until the exit: no collection walks them again
+    if script:  # what torch loaded (half a million objects) stays until the exit: no collection walks it again
         gc.freeze()
         gc.enable()
     try:
