@@ -333,16 +333,17 @@ MUTANTS = [
       "if code == HTTPStatus.NOT_IMPLEMENTED:", "if False:", "tests/test_draw.py -k bad_requests"),
     # utils/errors.py: the Ctrl-C guard
     m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/__init__.py",
-      "if PROGRAM:\n", "if True:\n", f"{TRAIN} -k ctrl_c"),
+      "if SCRIPT:\n    guard_ctrl_c()\n", "guard_ctrl_c()\nif SCRIPT:\n", f"{TRAIN} -k ctrl_c"),
     m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "    guard_ctrl_c()\n", "    pass\n",
       f"{TRAIN} -k ctrl_c"),
     m("errors", "a script works with the cycle collector off (cycles pile up while draw.py serves)", "utils/errors.py",
       "        gc.enable()\n", "        pass\n", f"{TRAIN} -k collector"),
     m("errors", "a script of the user's own in the repository's folder is taken for one of its programs",
-      "utils/errors.py", "path in [repository / script for script in SCRIPTS]", "path and path.parent == repository",
+      "utils/errors.py", "Path(name).resolve() in [repository / one for one in SCRIPTS]",
+      "Path(name).resolve().parent == repository",
       f"{TRAIN} -k 'keeps or collector'"),
     m("errors", "code imported by another program loses its cycle collector", "utils/__init__.py",
-      'if PROGRAM == "script":\n', "if True:\n", f"{TRAIN} -k collector"),
+      "    guard_ctrl_c()\n    gc.disable()\n", "    guard_ctrl_c()\ngc.disable()\n", f"{TRAIN} -k collector"),
 ]
 
 

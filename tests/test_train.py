@@ -518,6 +518,20 @@ def test_code_imported_by_another_program_keeps_python_s_ctrl_c():
         assert (result.returncode, result.stdout) == (0, "caught\n"), result.stderr
 
 
+def test_ctrl_c_in_a_benchmark_unwinds_and_its_temporary_folder_goes(tmp_path):
+    """A benchmark never reaches run_cli: Ctrl-C there is Python's KeyboardInterrupt, which unwinds, so its
+    temporary folder is removed (the guard's immediate exit left it behind, saying no partial files were left)."""
+    process = subprocess.Popen([sys.executable, "bench/fuzz.py", "--cases", "100000", "--seed", "9"], cwd=REPO,
+                               env={**os.environ, "TMPDIR": str(tmp_path)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_until(lambda: any(tmp_path.iterdir()), "the benchmark's temporary folder")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert "KeyboardInterrupt" in stderr and "no partial files" not in stderr, stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_script_works_with_python_s_cycle_collector_on(tmp_path):
     """A program of this repository loads torch with the cycle collector off (0.3 s less) and works with it on
     (draw.py serves for hours: cycles must be collected), passing over what was loaded by then; a program of the

@@ -39,27 +39,24 @@ class UserError(Exception):
 SCRIPTS = ("train.py", "evaluate.py", "draw.py", "run_pipeline.py")  # this repository's: each ends through run_cli
 
 
-def program() -> str | None:
-    """"script" for one of SCRIPTS or a module of this repository run with -m (while Python locates one,
-    sys.argv[0] is "-m"), "bench" for one of bench/'s, None for anything else that imports the code: a test, a
-    notebook, a script of the user's own (whose Ctrl-C and collector stay Python's)."""
-    repository = Path(__file__).resolve().parent.parent
+def is_script() -> bool:
+    """Whether this process runs one of SCRIPTS or a module of this repository run with -m (while Python locates
+    one, sys.argv[0] is "-m"): not a test, a notebook, a benchmark or a script of the user's own that imports the
+    code, whose Ctrl-C and collector stay Python's (none of them ends through run_cli)."""
     name = sys.argv[0] if sys.argv else ""
-    path = None if name in ("", "-c", "-m") else Path(name).resolve()
-    if name == "-m" or path in [repository / script for script in SCRIPTS]:
-        return "script"
-    return "bench" if path and path.parent == repository / "bench" else None
+    repository = Path(__file__).resolve().parent.parent
+    return name == "-m" or name not in ("", "-c") and Path(name).resolve() in [repository / one for one in SCRIPTS]
 
 
-PROGRAM = program()  # now, as utils loads: under -m, sys.argv[0] becomes the module's file later
+SCRIPT = is_script()  # now, as utils loads: under -m, sys.argv[0] becomes the module's file later
 
 
 def guard_ctrl_c() -> None:
     """Until run_cli starts, Ctrl-C exits at once with the one line. Python would raise KeyboardInterrupt, and
     raised inside torch's import (1.5-2 s of every start) it aborts the process from C++ ("terminate called after
     throwing an instance of 'pybind11::error_already_set'", SIGABRT); nothing is written before main runs, so
-    there is nothing to clean up. Armed once, by importing utils (which every program does before torch), never
-    where Ctrl-C is ignored."""
+    there is nothing to clean up. Armed once, for a script (is_script: one that reaches run_cli) by importing utils,
+    which it does before torch; never where Ctrl-C is ignored."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_now)
 
@@ -78,8 +75,7 @@ def run_cli(main, argv=None):
             stream.reconfigure(errors="backslashreplace", line_buffering=True)
     if signal.getsignal(signal.SIGINT) is _exit_now:  # from here on, Ctrl-C unwinds: files get cleaned up
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    script = PROGRAM == "script"  # utils/__init__.py turned the collector off
-    if script:  # what torch loaded (half a million objects) stays until the exit: no collection walks it again
+    if SCRIPT:  # what loaded with the collector off (torch: half a million objects) stays to the exit: out of its walks
         gc.freeze()
         gc.enable()
     try:
@@ -94,7 +90,7 @@ def run_cli(main, argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush has nowhere to fail
         return 128 + signal.SIGPIPE
     finally:
-        if script:  # Python's exit collects once more, over all that the run loaded too (torch._dynamo): 0.5 s
+        if SCRIPT:  # Python's exit collects once more, over all that the run loaded too (torch._dynamo): 0.5 s
             gc.freeze()
 
 
