@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.data import load_mnist  # noqa: E402  first: importing utils arms the Ctrl-C guard before torch loads
+from utils.data import load_mnist  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from utils.errors import UserError  # noqa: E402  first: importing utils arms the Ctrl-C guard before torch loads
+from utils.errors import UserError  # noqa: E402
 import torch  # noqa: E402
 
 import train  # noqa: E402
