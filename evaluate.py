@@ -171,8 +171,8 @@ def listing(path) -> bool:
         except UserError as error:
             rows.append((shown(name, 60), date, f"damaged: {str(error).split(': ', 1)[-1]}"))
             all_read = False
-    widths = [max(len(line[column]) for line in rows if len(line) == len(rows[0]) or column < 2)
-              for column in range(len(rows[0]))]
+    widths = [max(len(line[column]) for line in rows if len(line) == len(rows[0]) or column < 2)  # a damaged
+              for column in range(len(rows[0]))]  # row's third cell, its reason, runs on past the columns
     print(f"{len(rows) - 1} checkpoint(s) in {shown(path)}, newest first (evaluate.py and draw.py take the first):")
     for line in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
