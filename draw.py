@@ -90,7 +90,7 @@ class Server(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     """GET / (the page), GET /about (the checkpoint), POST /predict (image bytes); anything else, and every bad
     request, a 4xx status with a one-line JSON error."""
-    server_version, timeout = "draw.py", 10  # seconds a client may take to send its request
+    server_version, timeout = "draw.py", 10  # seconds a client may take to send its request (--timeout)
     reader: Reader
     page: bytes
 
@@ -189,6 +189,8 @@ def main(argv=None):
     parser.add_argument("--port", type=flags.in_range(int, 0, 65535), default=8000,
                         help="(default: %(default)s; 0: any free one)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
+    parser.add_argument("--timeout", type=flags.in_range(float, 0, 3600, above=True), default=Handler.timeout,
+                        help="seconds a client may take to send its request before a 408 (default: %(default)s)")
     args = parser.parse_args(argv)
     path, kind = Path(args.checkpoint), kind_of(args.checkpoint)
     if kind == "missing" or kind == "folder" and not any(filter(is_ours, path.glob("*.pth"))):
@@ -198,7 +200,7 @@ def main(argv=None):
     torch.set_num_threads(1)  # one drawing at a time: a second thread only waits on the first and on the server
     with reporting("read", PAGE):  # once, at the start: a page missing is said here, not at every request
         Handler.page = PAGE.read_bytes()
-    Handler.reader = Reader(model, state, name)
+    Handler.reader, Handler.timeout = Reader(model, state, name), args.timeout
     try:
         server = Server((args.host, args.port), Handler)
     except OSError as error:

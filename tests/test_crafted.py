@@ -186,11 +186,12 @@ def test_every_decoder_s_error_is_one_line_and_the_other_files_are_read(trained_
 
 
 @pytest.fixture
-def served(one_epoch_run):
-    """draw.py serving on a free port: (the process, its address)."""
+def served(one_epoch_run, request):
+    """draw.py serving on a free port, with the test's flags (indirect parametrization): (the process, its
+    address)."""
     from test_draw import start_server
 
-    process, url = start_server(one_epoch_run[1])
+    process, url = start_server(one_epoch_run[1], *getattr(request, "param", ()))
     yield process, urllib.parse.urlsplit(url)
     process.terminate()
     process.wait(timeout=60)
@@ -205,6 +206,7 @@ def exchange(address, data: bytes, close=False) -> bytes:
         return connection.makefile("rb").readline()
 
 
+@pytest.mark.parametrize("served", [("--timeout", "1")], indirect=True)  # the stalled body's answer: after 1 s
 def test_draw_answers_bad_content_lengths_with_4xx_and_a_stalled_body_with_408(served):
     """Before: `+284` and `2_84` were taken as lengths, the first of two headers won, and a length over 4 MB with
     no body, or a body shorter than its length, closed the connection after 10 s with no answer; so did an image

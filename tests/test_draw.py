@@ -27,9 +27,9 @@ from utils.images import load_digit
 SCALE = 10  # canvas pixels per MNIST pixel: the page's square is 280 x 280
 
 
-def start_server(checkpoint):
+def start_server(checkpoint, *flags):
     """`python draw.py CHECKPOINT --port 0` (any free port): the process and the URL it prints."""
-    process = subprocess.Popen([sys.executable, "draw.py", str(checkpoint), "--port", "0"], cwd=REPO, text=True,
+    process = subprocess.Popen([sys.executable, "draw.py", str(checkpoint), "--port", "0", *flags], cwd=REPO, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = [process.stdout.readline() for _ in range(2)]
@@ -130,7 +130,7 @@ def test_without_a_checkpoint_it_says_how_to_train_one(tmp_path):
                              "or name one\n")
 
 
-def test_a_port_in_use_and_a_bad_port_are_one_line(one_epoch_run):
+def test_a_port_in_use_and_bad_flags_are_one_line(one_epoch_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -140,6 +140,8 @@ def test_a_port_in_use_and_a_bad_port_are_one_line(one_epoch_run):
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
     result = run_in_process("draw.py", "--port", "70000")
     assert result.returncode == 2 and "--port: must be from 0 to 65535, not 70000" in result.stderr
+    result = run_in_process("draw.py", "--timeout", "0")
+    assert result.returncode == 2 and "--timeout: must be above 0 and at most 3600, not 0" in result.stderr
 
 
 # The page in a real browser. Debian's chromium and chromium-driver (`.ci/run` installs them), or on GitHub's
