@@ -333,7 +333,7 @@ MUTANTS = [
       "if code == HTTPStatus.NOT_IMPLEMENTED:", "if False:", "tests/test_draw.py -k bad_requests"),
     # utils/errors.py: the Ctrl-C guard
     m("errors", "the Ctrl-C guard is armed in any program that imports the code", "utils/__init__.py",
-      "if SCRIPT:\n    guard_ctrl_c()\n", "guard_ctrl_c()\nif SCRIPT:\n", f"{TRAIN} -k ctrl_c"),
+      "if SCRIPT:\n    guard_ctrl_c()\n", "guard_ctrl_c()\nif SCRIPT:\n", f"{TRAIN} -k 'ctrl_c or collector'"),
     m("errors", "the Ctrl-C guard is never armed", "utils/__init__.py", "    guard_ctrl_c()\n", "    pass\n",
       f"{TRAIN} -k ctrl_c"),
     m("errors", "a script works with the cycle collector off (cycles pile up while draw.py serves)", "utils/errors.py",
