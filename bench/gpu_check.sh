@@ -5,7 +5,8 @@
 #
 # It installs nothing: the Python it runs ($PYTHON, else python3) must already have requirements.txt's
 # packages (it says which are missing and stops). MNIST must be in data/ (or $MNIST_DATA_DIR), or
-# reachable to fetch. In OUT_DIR: machine.txt (GPU, driver, CPU, torch), tests-device.txt
+# reachable to fetch. In OUT_DIR, eight files (what the device tool brings back at most): machine.txt
+# (the packages, GPU, driver, CPU, torch), data.txt, tests-device.txt
 # (pytest -m "cuda or mps"), tests-all.txt (the whole suite), probes.txt (bench/device_probes.py: the
 # label race, same seed twice, a GPU checkpoint opened with no GPU visible), bench.txt
 # (bench/bench_train.py for every placement, hybrid at splits 1-3), bench-cpu-2-threads.txt (the CPU
@@ -19,19 +20,24 @@ python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 : >"$out/summary.txt"
 
+declare -A written  # the files this run has begun: a second step appends to its file
 step() {  # step NAME FILE COMMAND...: run it, keep its output, record its exit status
   local name=$1 file=$2
   shift 2
-  echo "\$ ${*:0:200}" >"$out/$file"
+  [[ -n ${written[$file]:-} ]] || : >"$out/$file"
+  written[$file]=1
+  local command="$*"
+  echo "\$ ${command:0:200}" >>"$out/$file"
   "$@" >>"$out/$file" 2>&1
   local status=$?
   echo "$name: exit $status, output in $file" | tee -a "$out/summary.txt"
 }
 
-step requirements requirements.txt "$python" -c '
+step requirements machine.txt "$python" -c '
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from packaging.requirements import Requirement
+OPTIONAL = {"selenium"}  # the browser tests: they skip without Chromium, which a GPU machine lacks
 missing = []
 for line in open("requirements.txt"):
     line = line.split("#")[0].strip()
@@ -42,11 +48,14 @@ for line in open("requirements.txt"):
             note = "" if requirement.specifier.contains(found, prereleases=True) else "  (outside the bounds)"
             print(f"{requirement.name} {found}{note}")
         except PackageNotFoundError:
-            missing.append(requirement.name)
+            if requirement.name in OPTIONAL:
+                print(f"{requirement.name}: not installed (only tests that skip here need it)")
+            else:
+                missing.append(requirement.name)
 if missing:
     sys.exit("missing: " + ", ".join(missing))'
-if grep -q "^missing:" "$out/requirements.txt"; then
-  cat "$out/requirements.txt"
+if grep -q "^missing:" "$out/machine.txt"; then
+  cat "$out/machine.txt"
   exit 1
 fi
 step machine machine.txt bash -c "nvidia-smi; lscpu | grep -E 'Model name|^CPU\\(s\\)'; \"$python\" -c '
