@@ -29,6 +29,7 @@ from utils.checkpoint import checkpoint_file, every_checkpoint, load_checkpoint
 from utils.files import kind_of, reporting
 from utils.images import load_digit
 
+TEST_SET_ONLY = ("data_dir", "min_accuracy", "summary", "artifact")  # the flags only the test set's evaluation reads
 TOLERANCE = 0.1  # percentage points (10 test digits): floating-point differences between machines or
 #                  devices can flip a few borderline digits; more than this means other weights or data
 
@@ -49,11 +50,21 @@ def parse_args(argv):
     parser.add_argument("--artifact", action="append", default=[], metavar="NAME",
                         help="with --summary: the name of an artifact the CI run uploads (the model's first)")
     args = parser.parse_args(argv)
+    if args.list or args.image:  # a flag the mode does not read would be ignored in silence
+        mode, unused = ("--list", TEST_SET_ONLY + ("image", "device")) if args.list else ("--image", TEST_SET_ONLY)
+        ignored = [f"--{name.replace('_', '-')}" for name in unused if getattr(args, name) != parser.get_default(name)]
+        if ignored:
+            parser.error(f"{', '.join(ignored)}: not read with {mode}, which "
+                         f"{'lists the checkpoints' if args.list else 'reads the images'} alone")
     if args.summary and args.min_accuracy is None:
         parser.error("--summary needs --min-accuracy: the bar its table checks")
+    if args.artifact and not args.summary:
+        parser.error("--artifact needs --summary: the summary names the artifacts")
     kind = kind_of(args.summary, "write") if args.summary else "missing"
     if kind not in ("file", "missing"):  # a FIFO would block the verdict
         raise UserError(f"--summary {args.summary} is {kind}, not a file to append to")
+    if args.summary and kind_of(Path(args.summary).parent, "write in") != "folder":  # said before the evaluation
+        raise UserError(f"--summary {args.summary}: there is no folder {Path(args.summary).parent} to write it in")
     return args
 
 

@@ -343,6 +343,25 @@ def test_a_minimum_accuracy_must_be_a_percentage(value, capsys):
     assert_bad_flags_rejected(evaluate.main, ["models", "--min-accuracy", value], "--min-accuracy: ", capsys)
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--list", "--image", "x.png"], "--image: not read with --list, which lists the checkpoints alone"),
+    (["--list", "--device", "cpu", "--data-dir", "data"], "--data-dir, --device: not read with --list"),
+    (["--image", "x.png", "--min-accuracy", "99"], "--min-accuracy: not read with --image, which reads the images"),
+    (["--image", "x.png", "--data-dir", "data"], "--data-dir: not read with --image"),
+    (["--artifact", "mnist-model"], "--artifact needs --summary"),
+])
+def test_a_flag_the_mode_does_not_read_is_refused_not_ignored(argv, message, capsys):
+    """Before, `--image x.png --min-accuracy 99` read the image and exited 0 whatever the bar."""
+    assert_bad_flags_rejected(evaluate.main, ["models", *argv], message, capsys)
+
+
+def test_a_summary_in_a_missing_folder_is_said_before_the_evaluation(tmp_path, capsys):
+    summary = tmp_path / "no such folder" / "summary.md"
+    assert run_cli(evaluate.main, [str(tmp_path), "--min-accuracy", "95", "--summary", str(summary)]) == 1
+    said = capsys.readouterr()
+    assert said.out == "" and said.err == f"error: --summary {summary}: there is no folder {summary.parent} to write it in\n"
+
+
 @pytest.mark.parametrize("name", ["nan_accuracy", "inf_accuracy", "negative_epochs", "split_7", "wrong_count"])
 def test_checkpoints_that_resume_refuses_evaluate_refuses_too(one_epoch_run, tmp_path, name, capsys):
     from test_train import DAMAGED
