@@ -209,6 +209,8 @@ MUTANTS = [
     m("evaluate", "--summary opens a FIFO and waits", "evaluate.py",
       'if kind not in ("file", "missing"):  # a FIFO', "if False:  # a FIFO",
       f"{CRAFTED} -k fifo"),
+    m("resume", "--seed on a resume is recorded while the checkpoint's generators go on", "model/checkpoint.py",
+      'if config.seed == state["seed"]:  # else', "if True:  # else", f"{DEVICES} -k interrupted"),
     m("evaluate", "a flag that --image or --list does not read is ignored in silence", "evaluate.py",
       "        if ignored:\n", "        if False:\n", f"{EVALUATE} -k mode_does_not"),
     m("evaluate", "a summary's missing folder is found after the evaluation", "evaluate.py",

@@ -88,6 +88,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, 
     resumed = run("resumed", resume=str(path))
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+    # --seed on a resume draws new numbers from there on, as the log and the checkpoint then say (before, the
+    # checkpoint's generators went on drawing seed 1's numbers while both said seed 2)
+    said = []
+    reseeded = run("reseeded", log=said.append, resume=str(path), seed=2)
+    assert not torch.equal(reseeded[0].conv.weight, straight[0].conv.weight)
+    assert load_checkpoint(next((tmp_path / "reseeded" / "models").glob("*.pth")))["seed"] == 2
+    assert "carrying on its schedule, drawing from seed 2 from here on" in said[0]
 
 
 @pytest.mark.parametrize("mode, device", PLACEMENTS)
