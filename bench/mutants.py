@@ -209,6 +209,8 @@ MUTANTS = [
     m("evaluate", "--summary opens a FIFO and waits", "evaluate.py",
       'if kind not in ("file", "missing"):  # a FIFO', "if False:  # a FIFO",
       f"{CRAFTED} -k fifo"),
+    m("network", "a network that does not give ten logits a digit trains", "model/checkpoint.py",
+      "if shape != (3, 10):", "if False:", f"{TRAIN} -k ten_logits"),
     m("resume", "--seed on a resume is recorded while the checkpoint's generators go on", "model/checkpoint.py",
       'if config.seed == state["seed"]:  # else', "if True:  # else", f"{DEVICES} -k interrupted"),
     m("evaluate", "a flag that --image or --list does not read is ignored in silence", "evaluate.py",

@@ -11,7 +11,7 @@ from torch import nn
 from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_parameters
 from model.placement import (accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
                              restore_accelerator_rng_states)
-from model.predict import finite_on_plain_digits
+from model.predict import finite_on_plain_digits, plain_digit_logits
 from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
 from utils.errors import UserError, shown
 from utils import schema
@@ -97,6 +97,10 @@ class Run:
 
     def __init__(self, config, model, placement, log=print):
         writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
+        shape = tuple(plain_digit_logits(model).shape)
+        if shape != (3, 10):  # training would go on with it in silence, or fail deep in the loss
+            raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
+                            "(3, 10): one logit per digit class")
         self.config, self.model, self.placement, self.log = config, model, placement, log
         self.history, self.path = [], None
 

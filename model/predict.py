@@ -48,11 +48,16 @@ def evaluate(model, images, labels, batch_size=200):
 
 
 @torch.no_grad()
-def finite_on_plain_digits(model) -> bool:
-    """Whether the model's logits are finite for a blank, a grey and a white digit: weights of 3e38 are finite,
-    and overflow (where a blank digit leaves every feature at 0, a white one does not)."""
+def plain_digit_logits(model):
+    """The model's output for a blank, a grey and a white digit, in eval mode (the model keeps its own)."""
     training, device = model.training, next(model.parameters()).device  # a placed model moves its input on
     plain = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device).view(3, 1, 1, 1).expand(3, 1, 28, 28)
     logits = model.eval()(normalize(plain))
     model.train(training)
-    return bool(torch.isfinite(logits).all())
+    return logits
+
+
+def finite_on_plain_digits(model) -> bool:
+    """Whether the model's logits are finite for plain digits: weights of 3e38 are finite, and overflow (where
+    a blank digit leaves every feature at 0, a white one does not)."""
+    return bool(torch.isfinite(plain_digit_logits(model)).all())

@@ -293,6 +293,21 @@ def test_resume_refuses_a_network_that_build_model_does_not_make(tmp_path, small
         train.train(quiet_config(tmp_path, epochs=1, resume=str(path)), data=small_mnist)
 
 
+@pytest.mark.parametrize("network, shape", [
+    (lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 12)), "(3, 12)"),  # a class too many
+    (lambda: torch.nn.Sequential(torch.nn.Flatten(1, 2), torch.nn.Linear(28, 10)), "(3, 28, 10)"),  # no flatten
+])
+def test_a_network_that_does_not_give_ten_logits_a_digit_is_refused_before_training(network, shape, tmp_path,
+                                                                                      monkeypatch, capsys):
+    """Before, a network of 12 outputs trained and evaluated without a word; one of (N, 28, 10) failed deep in the
+    loss with a traceback."""
+    monkeypatch.setattr(train, "build_model", lambda channels, dropout: network())  # one's own, in build_model
+    assert run_cli(train.main, ["--models-dir", str(tmp_path / "models"), "--quiet"]) == 1
+    assert capsys.readouterr().err == (f"error: build_model's network turns a batch of 3 digits into a tensor of "
+                                       f"shape {shape}, not (3, 10): one logit per digit class\n")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
 def test_a_checkpoint_whose_network_build_model_no_longer_makes_names_its_first_layer(tmp_path, tiny_mnist):
     _, path, _ = train.train(quiet_config(tmp_path, channels=(8, 16)), data=tiny_mnist, log=lambda message: None)
     state = torch.load(path, weights_only=True)
