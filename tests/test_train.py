@@ -332,6 +332,21 @@ def test_the_recipe_s_flags_reach_the_network_the_optimizer_and_the_record(tmp_p
     assert "Adam (weight decay 0.00025, momentum 0.95-0.85), batch 80, peak lr 0.005" in "\n".join(said)
 
 
+def test_an_optimizer_added_to_optimizers_trains_resumes_and_every_reader_takes_its_checkpoint(tmp_path, tiny_mnist,
+                                                                                                monkeypatch, capsys):
+    """The way to a new `--optimizer NAME`: one more entry in train.py's OPTIMIZERS. Before, its checkpoints were
+    refused as damaged by every reader: the schema knew sgd, adam and adamw alone."""
+    monkeypatch.setitem(train.OPTIMIZERS, "rmsprop", torch.optim.RMSprop)
+    _, path, _ = train.train(quiet_config(tmp_path, optimizer="rmsprop", lr=0.002), data=tiny_mnist,
+                             log=lambda message: None)
+    assert run_cli(evaluate.main, [str(path.parent), "--list"]) == 0
+    assert "RMSprop, batch 80, lr 0.002" in capsys.readouterr().out
+    _, resumed, history = train.train(quiet_config(tmp_path, epochs=2, resume=str(path)), data=tiny_mnist,
+                                      log=lambda message: None)
+    state = torch.load(resumed, weights_only=True)
+    assert len(history) == 2 and state["optimizer"] == "RMSprop" and state["hyperparameters"]["optimizer"] == "rmsprop"
+
+
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
     with pytest.raises(UserError, match=r"--batch-size 4001 is more than the 4,000 training images"):
         train.train(quiet_config(tmp_path, batch_size=4001), data=small_mnist, log=lambda m: None)
