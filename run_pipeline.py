@@ -23,8 +23,8 @@ from utils.augmentation import augment
 from utils.data import load_mnist
 from utils.files import writable_folder
 
-TRAINING_ONLY = ("optimizer", "batch_size", "lr", "weight_decay", "label_smoothing", "dropout", "device", "placement",
-                 "split", "models_dir", "augment", "resume")
+# What the augmentation demo alone reads: with --epochs 0 any other flag (training's) is refused, not ignored
+DEMO_READS = ("epochs", "seed", "data_dir", "aug_samples", "aug_per_sample", "samples_dir", "fixed_names")
 PICTURES = flags.in_range(int, 1, 64)  # per axis of the augmentation grid: beyond 64 it is no longer readable
 
 
@@ -44,8 +44,8 @@ def parse_args(argv):
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
     args = parser.parse_args(argv)
     if args.epochs == 0:  # the demo alone: a flag that only training reads would be silently ignored
-        ignored = [f"--{name.replace('_', '-')}" for name in TRAINING_ONLY
-                   if getattr(args, name) != parser.get_default(name)]
+        ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                   if name not in DEMO_READS and value != parser.get_default(name)]
         if ignored:
             parser.error(f"{', '.join(ignored)}: for training only; add --epochs N (without it, run_pipeline.py "
                          f"draws the augmentation pictures alone)")

@@ -330,6 +330,8 @@ MUTANTS = [
     m("plotting", "the mistakes shown are the least confident ones", "utils/plotting.py",
       "confidence[wrong].argsort(descending=True)", "confidence[wrong].argsort()", "tests/test_plotting.py"),
     # run_pipeline.py and the job summary
+    m("pipeline", "the demo alone ignores training's flags in silence", "run_pipeline.py",
+      "if name not in DEMO_READS and", "if name in () and", "tests/test_pipeline.py -k bad_flags"),
     m("pipeline", "a run below its bar only says so and exits 0", "run_pipeline.py",
       'raise UserError(f"test accuracy', 'print(f"test accuracy', "tests/test_pipeline.py -k end_to_end"),
     m("job summary", "a parameter count at the budget passes", "evaluate.py",

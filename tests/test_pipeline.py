@@ -59,6 +59,8 @@ def test_demo_only_leaves_no_checkpoint(tmp_path, mnist, epochs):
                                 "augmentation pictures alone)"),
     (["--epochs", "0", "--device", "cuda", "--models-dir", "elsewhere", "--batch-size", "64"],
      "--batch-size, --device, --models-dir: for training only; add --epochs N"),
+    (["--channels", "8,16", "--quiet", "--min-accuracy", "99"],  # before: ignored in silence
+     "--channels, --quiet, --min-accuracy: for training only; add --epochs N"),
 ])
 def test_bad_flags_are_one_line_errors(argv, message, capsys):
     assert_bad_flags_rejected(run_pipeline.main, argv, message, capsys)
