@@ -203,7 +203,7 @@ MUTANTS = [
       "if type(value) not in (list, tuple) or not self.shortest <= len(value) <= self.longest:",
       "if type(value) not in (list, tuple):", f"{CRAFTED} -k crafted_checkpoints"),
     m("schema", "weights that overflow on a plain digit are accepted", "model/predict.py",
-      "return bool(torch.isfinite(logits).all())", "return True", f"{CRAFTED} -k crafted_checkpoints"),
+      "return bool(torch.isfinite(plain_digit_logits(model)).all())", "return True", f"{CRAFTED} -k crafted_checkpoints"),
     m("schedule", "a warm-up of exactly one step reaches OneCycleLR", "model/checkpoint.py",
       "if self.config.warmup * steps == 1:", "if False:", f"{CRAFTED} -k warm_up"),
     m("evaluate", "--summary opens a FIFO and waits", "evaluate.py",
