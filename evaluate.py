@@ -52,7 +52,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.list or args.image:  # a flag the mode does not read would be ignored in silence
         mode, unused = ("--list", TEST_SET_ONLY + ("image", "device")) if args.list else ("--image", TEST_SET_ONLY)
-        ignored = [f"--{name.replace('_', '-')}" for name in unused if getattr(args, name) != parser.get_default(name)]
+        ignored = parser.given(args, unused)
         if ignored:
             parser.error(f"{', '.join(ignored)}: not read with {mode}, which "
                          f"{'lists the checkpoints' if args.list else 'reads the images'} alone")
@@ -60,11 +60,12 @@ def parse_args(argv):
         parser.error("--summary needs --min-accuracy: the bar its table checks")
     if args.artifact and not args.summary:
         parser.error("--artifact needs --summary: the summary names the artifacts")
-    kind = kind_of(args.summary, "write") if args.summary else "missing"
-    if kind not in ("file", "missing"):  # a FIFO would block the verdict
-        raise UserError(f"--summary {args.summary} is {kind}, not a file to append to")
-    if args.summary and kind_of(Path(args.summary).parent, "write in") != "folder":  # said before the evaluation
-        raise UserError(f"--summary {args.summary}: there is no folder {Path(args.summary).parent} to write it in")
+    if args.summary:  # checked before the evaluation, not found wrong after it
+        kind, folder = kind_of(args.summary, "write"), Path(args.summary).parent
+        if kind not in ("file", "missing"):  # a FIFO would block the verdict
+            raise UserError(f"--summary {args.summary} is {kind}, not a file to append to")
+        if kind_of(folder, "write in") != "folder":
+            raise UserError(f"--summary {args.summary}: there is no folder {folder} to write it in")
     return args
 
 

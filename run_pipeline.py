@@ -44,8 +44,7 @@ def parse_args(argv):
                         "replacing earlier ones, rather than under new timestamped names (the README's pictures)")
     args = parser.parse_args(argv)
     if args.epochs == 0:  # the demo alone: a flag that only training reads would be silently ignored
-        ignored = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
-                   if name not in DEMO_READS and value != parser.get_default(name)]
+        ignored = parser.given(args, [name for name in vars(args) if name not in DEMO_READS])
         if ignored:
             parser.error(f"{', '.join(ignored)}: for training only; add --epochs N (without it, run_pipeline.py "
                          f"draws the augmentation pictures alone)")

@@ -116,6 +116,7 @@ class Run:
         for group in optimizer.param_groups:
             group["weight_decay"] = config.weight_decay
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
+        reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
         same_run = (state["planned_epochs"] == config.epochs
                     and schedule["total_steps"] == config.epochs * steps_per_epoch
                     and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
@@ -125,13 +126,13 @@ class Run:
                    + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())):
                 raise UserError(f"{name}: damaged checkpoint: no one-cycle settings in its optimizer state to carry "
                                 "the run on")
-            if config.seed == state["seed"]:  # else --seed asked for new random numbers from here on
+            if not reseeded:
                 generator.set_state(state["generator_state"])
                 torch.set_rng_state(state["rng_state"])
                 restore_accelerator_rng_states(state["device_rng_states"], self.placement, name)
         self.history = list(state["history"])
         how = "carrying on its schedule" if same_run else "a fresh schedule over the epochs still to train"
-        how += f", drawing from seed {config.seed} from here on" if config.seed != state["seed"] else ""
+        how += f", drawing from seed {config.seed} from here on" if reseeded else ""
         self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, "
                  f"{state['final_test_accuracy']:.2f}% test accuracy; {how}")
         if same_run:

@@ -99,3 +99,7 @@ class OneLineErrors(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"error: {message} (see --help)\n")
+
+    def given(self, args, names) -> list[str]:
+        """The flags among `names` (as args holds them) that the command line set to other than their defaults."""
+        return [f"--{name.replace('_', '-')}" for name in names if getattr(args, name) != self.get_default(name)]
