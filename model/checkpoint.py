@@ -91,6 +91,14 @@ SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made o
 ONE_CYCLE = ("initial_lr", "max_lr", "min_lr")  # what OneCycleLR keeps in the optimizer's groups
 
 
+def schedule_settings(schedule: dict, group: dict) -> tuple:
+    """What a scheduler carrying a run on (its last_epoch given) reads from an optimizer's group: every one the
+    initial_lr, OneCycleLR (the one that records total_steps) its range of rates and momenta too."""
+    if "total_steps" not in schedule:
+        return ONE_CYCLE[:1]
+    return ONE_CYCLE + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())
+
+
 class Run:
     """A training run's checkpoint: what it carries on from (--resume), its history, and the file it writes after
     every epoch, as plain CPU tensors and types (weights-only loading reads it on any machine)."""
@@ -118,13 +126,13 @@ class Run:
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
         reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
         same_run = (state["planned_epochs"] == config.epochs
-                    and schedule["total_steps"] == config.epochs * steps_per_epoch
+                    and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch
                     and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
                             if key in recipe))
-        if same_run:  # OneCycleLR carries on from the settings it keeps in the optimizer's groups
-            if any(not is_number(group.get(key)) for group in optimizer.param_groups for key in ONE_CYCLE
-                   + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())):
-                raise UserError(f"{name}: damaged checkpoint: no one-cycle settings in its optimizer state to carry "
+        if same_run:  # the scheduler carries on from the settings it keeps in the optimizer's groups
+            if any(not is_number(group.get(key)) for group in optimizer.param_groups
+                   for key in schedule_settings(schedule, group)):
+                raise UserError(f"{name}: damaged checkpoint: no schedule settings in its optimizer state to carry "
                                 "the run on")
             if not reseeded:
                 generator.set_state(state["generator_state"])

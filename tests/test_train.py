@@ -347,6 +347,36 @@ def test_an_optimizer_added_to_optimizers_trains_resumes_and_every_reader_takes_
     assert len(history) == 2 and state["optimizer"] == "RMSprop" and state["hyperparameters"]["optimizer"] == "rmsprop"
 
 
+def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_reader_takes_its_checkpoint(
+        tmp_path, tiny_mnist, monkeypatch, capsys):
+    """The scheduler's line changed as a student changes it, to CosineAnnealingLR with the same total_steps and
+    last_epoch: a run interrupted in epoch 2 carries on to the uninterrupted run's weights. Before, every reader
+    called its checkpoint damaged: the schema knew OneCycleLR's state alone."""
+    def cosine(optimizer, lr, total_steps, last_epoch, **one_cycle_settings):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, last_epoch=last_epoch)
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)
+
+    def run(folder, log=lambda message: None, **options):
+        return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=tiny_mnist, log=log)[0]
+
+    def interrupt_in_epoch_2(message):
+        if message.startswith("epoch 2/3"):
+            raise KeyboardInterrupt
+
+    straight = run("straight", seed=7)
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2, seed=7)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    assert torch.load(path, weights_only=True)["schedule_state"]["T_max"] == 3 * 16  # 1,000 digits, batch 64
+    said = []
+    resumed = run("resumed", log=said.append, resume=str(path))
+    assert any(line.endswith("carrying on its schedule") for line in said)
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    assert run_cli(evaluate.main, [str(tmp_path / "resumed" / "models"), "--list"]) == 0
+    assert "damaged" not in capsys.readouterr().out
+
+
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
     with pytest.raises(UserError, match=r"--batch-size 4001 is more than the 4,000 training images"):
         train.train(quiet_config(tmp_path, batch_size=4001), data=small_mnist, log=lambda m: None)
@@ -417,6 +447,7 @@ DAMAGED = {
     "history_number": {"history": 5},
     "schedule_backwards": {"schedule_state": {"last_epoch": 900, "total_steps": 100}},
     "schedule_text": {"schedule_state": "halfway"},
+    "schedule_of_one_cycle_without_its_end": {"schedule_state": {"last_epoch": 750, "_anneal_func_type": "cos"}},
     # found by bench/fuzz.py:
     "schedule_tensor": {"schedule_state": torch.randn(20, 10, 3, 3)},  # its repr took 40 lines
     "split_tensor": {"placement": {"early": "cpu", "late": "cpu", "split": torch.ones(3)}},  # RuntimeError

@@ -89,6 +89,8 @@ def load_checkpoint(path, name=None) -> dict:
     return checked(upgraded(state, path), path)
 
 
+PLAIN = Either((Kind(bool), Kind(type(None)), Number(-math.inf, math.inf), Text(40)))  # inf: ReduceLROnPlateau's
+SETTINGS = Either((PLAIN, Seq(PLAIN, 16)))  # a scheduler's
 SETTING = Either((Kind(bool), Kind(type(None)), Number(0, 1e12), Text(40), Seq(Number(0, 1e12), 4)))  # torch.optim's
 POINT = Seq(Number(0, 1e12), 4, 3)  # a training curve's: (images seen, loss, accuracy[, cross-entropy])
 EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number(0, 1e12),
@@ -103,7 +105,9 @@ RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
                 optional=frozenset({"optimizer", "momentum"}))  # 01e8972 trained SGD only; a momentum-free optimizer
 STEPS = Number(0, 2**40, whole=True)
-SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STEPS,  # OneCycleLR.state_dict()
+# OneCycleLR.state_dict() (torch versions differ in the optional keys), or another scheduler's: its own settings
+# (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads last_epoch, and total_steps where it is.
+SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STEPS,
                    "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
                                                    "end_lr": Text(20), "start_momentum": Text(20),
                                                    "end_momentum": Text(20)}), 3, 2),
@@ -111,9 +115,10 @@ SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STE
                    "use_beta1": Kind(bool), "base_lrs": Seq(Number(0, 1e12), 16), "_last_lr": Seq(Number(0, 1e12), 16),
                    "_is_initial": Kind(bool), "_get_lr_called_within_step": Kind(bool),
                    "verbose": Either((Kind(bool), Text(20)))},
-                  optional=frozenset({"_step_count", "_schedule_phases", "_anneal_func_type", "cycle_momentum",
-                                      "use_beta1", "base_lrs", "_last_lr", "_is_initial", "_get_lr_called_within_step",
-                                      "verbose"}))  # torch versions differ in these; the run reads the first two
+                  optional=frozenset({"total_steps", "_step_count", "_schedule_phases", "_anneal_func_type",
+                                      "cycle_momentum", "use_beta1", "base_lrs", "_last_lr", "_is_initial",
+                                      "_get_lr_called_within_step", "verbose"}),
+                  rest=Either((SETTINGS, Seq(Record({}, rest=SETTINGS), 8))))
 GENERATOR = Tensor((torch.uint8,), (tuple(torch.get_rng_state().shape),))  # a CPU generator's state
 DEVICE_GENERATOR = Tensor((torch.uint8,), longest=2**16)  # a CUDA or MPS generator's state
 LAYERS = Mapping(Text(200), Seq(Number(0, 2**31, whole=True), 8), 1000)  # a layer's name -> its shape
@@ -170,7 +175,9 @@ def checked(state, path) -> dict:
         "history does not hold one record per epoch": [entry["epoch"] for entry in history]
         != list(range(1, state["epochs"] + 1)),
         "epochs is more than planned_epochs": state["epochs"] > state["planned_epochs"],
-        "schedule_state is past its last step": schedule["last_epoch"] > schedule["total_steps"]}
+        "schedule_state is past its last step": schedule["last_epoch"] > schedule.get("total_steps", math.inf),
+        "schedule_state has no total_steps": "total_steps" not in schedule  # OneCycleLR's, unless another's
+        and schedule.keys() <= SCHEDULE.fields.keys()}
     wrong = next((problem for problem, found in inconsistent.items() if found), None)
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {wrong}")
