@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from model.checkpoint import Run, resume_point
-from model.network import build_model, channel_list
-from model.placement import place, resolve_placement
+from model import network  # build_model, the network every program builds
+from model.placement import DEFAULT_SPLIT, place, resolve_placement
 from model.predict import evaluate, standardize_
 from utils.augmentation import augment
 from utils.data import load_mnist
@@ -35,12 +35,12 @@ RECIPES = {
         "lr": 0.25,  # peak of the one-cycle schedule: batch 64's best, 0.2, scaled to 80 (Adam and AdamW: PEAK_LR)
         "label_smoothing": 0.05,
         "weight_decay": 2.5e-4,
-        "dropout": 0.15,  # before the classifier
+        "dropout": network.DROPOUT,  # before the classifier (the design's own)
         "warmup": 0.3,  # fraction of the steps spent rising to the peak learning rate
         "momentum": (0.9, 0.8),  # falls while the learning rate rises, then climbs back (Adam: its first beta)
     },
     "several epochs": {"optimizer": "sgd", "batch_size": 64, "lr": 0.2, "label_smoothing": 0.0, "weight_decay": 5e-4,
-                       "dropout": 0.15, "warmup": 0.2, "momentum": (0.95, 0.85)},
+                       "dropout": network.DROPOUT, "warmup": 0.2, "momentum": (0.95, 0.85)},
 }
 OPTIMIZERS = {"sgd": partial(torch.optim.SGD, momentum=0.9, nesterov=True, fused=True),  # fused: a 5% faster loop
               "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # (momentum, Adam's first beta: the schedule's)
@@ -64,7 +64,7 @@ class Config:
     device: str | None = None  # None: detect (CUDA, then MPS, then CPU)
     placement: str = "auto"
     channels: tuple | None = None  # the conv blocks' widths, build_model's (None: the design's, or a resumed run's)
-    split: int | None = None  # hybrid: how many of the network's first layers run on the accelerator (None: 2)
+    split: int | None = None  # hybrid: the network's first layers on the accelerator (None: DEFAULT_SPLIT)
     augment: bool | None = None  # None: on for runs of several epochs; one epoch underfits, so it is off
     clean_last_epoch: bool = True  # augmenting over several epochs, the last sees the plain images: closer to the test
     data_dir: str | None = None  # None: $MNIST_DATA_DIR or data/
@@ -107,14 +107,14 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=flags.epochs
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: detect)")
     parser.add_argument("--placement", choices=("auto", "hybrid", "single"), default=Config.placement, help="hybrid: "
                         "the first layers on the accelerator; auto: hybrid where one is present (default: %(default)s)")
-    parser.add_argument("--channels", type=channel_list, help="the conv blocks' widths (default: 10,20,28)")
-    parser.add_argument("--split", type=flags.positive_int, help="hybrid: layers on the accelerator (default: 2)")
+    parser.add_argument("--channels", type=network.channel_list,
+                        help=f"the conv blocks' widths (default: {','.join(map(str, network.CHANNELS))})")
+    parser.add_argument("--split", type=flags.positive_int, help=f"the accelerator's layers (default: {DEFAULT_SPLIT})")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--models-dir", default=Config.models_dir, help="where checkpoints go (default: %(default)s)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random rotation, shift, zoom and elastic distortion (default: on when --epochs > 1)")
-    parser.add_argument("--resume", metavar="PATH", help="carry a checkpoint's run on: its own network, seed and "
-                                                         "recipe unless a flag is given")
+    parser.add_argument("--resume", metavar="PATH", help="carry a checkpoint's run on: its own settings unless given")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -183,7 +183,7 @@ def train(config: Config, data=None, log=print):
     config, resumed = resume_point(config, log)  # a resumed run: its own recipe, network and seed
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)  # shuffling (CPU) and nothing else
-    model = build_model(config.channels, config.dropout)
+    model = network.build_model(config.channels, config.dropout)
     placement = resolve_placement(config.placement, config.device, split=config.split, model=model)
     place(model, placement)
     run = Run(config, model, placement, log)  # its checkpoint, written after every epoch (the folder checked now)
@@ -198,7 +198,7 @@ def train(config: Config, data=None, log=print):
         optimizer, config.lr, total_steps=total_steps, pct_start=config.warmup,
         max_momentum=config.momentum[0], base_momentum=config.momentum[1],
         cycle_momentum="momentum" in optimizer.defaults or "betas" in optimizer.defaults, last_epoch=steps_done - 1)
-    log(run.describe(optimizer))
+    log(run.describe(optimizer, scheduler))
 
     images, labels = data.train_images.to(placement.early), data.train_labels.to(placement.late)
     for epoch in range(done + 1, config.epochs + 1):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import OneCycleLR
 
 from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_parameters
 from model.placement import (accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
-                             restore_accelerator_rng_states)
+                             restore_accelerator_rng_states, splittable)
 from model.predict import finite_on_plain_digits, plain_digit_logits
 from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
 from utils.errors import UserError, shown
@@ -25,6 +26,12 @@ def network_record(model: nn.Module, channels, dropout) -> dict:
             "layers": layer_shapes(model.state_dict())}
 
 
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The network under torch.compile's wrapper, whose layer names gain "_orig_mod.": a checkpoint holds the
+    network's own names, and loads whether or not the code at hand compiles it."""
+    return getattr(model, "_orig_mod", model)
+
+
 def layer_shapes(weights: dict) -> dict:
     return {name: list(tensor.shape) for name, tensor in weights.items()}
 
@@ -32,6 +39,7 @@ def layer_shapes(weights: dict) -> dict:
 def load_weights(model: nn.Module, state: dict, path) -> None:
     """Load the checkpoint's weights into `model`: refused in one line, naming the first layer that differs, where
     the code at hand builds another network."""
+    model = uncompiled(model)
     here, there = layer_shapes(model.state_dict()), state["layers"]
     for name in [*there, *(name for name in here if name not in there)]:
         if here.get(name) != there.get(name):
@@ -60,7 +68,8 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
     state = load_checkpoint(path, name)
     model = build_model(**state["build_model"])
     load_weights(model, state, name or path)
-    place(model, resolve_placement(placement_mode, device, split=state["placement"]["split"], model=model))
+    split = state["placement"]["split"] if splittable(model) else None  # a model of its own runs on one device
+    place(model, resolve_placement(placement_mode, device, split=split, model=model))
     return model.eval(), state
 
 
@@ -109,7 +118,7 @@ class Run:
         if shape != (3, 10):  # training would go on with it in silence, or fail deep in the loss
             raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
                             "(3, 10): one logit per digit class")
-        self.config, self.model, self.placement, self.log = config, model, placement, log
+        self.config, self.model, self.placement, self.log = config, uncompiled(model), placement, log
         self.history, self.path = [], None
 
     def restore(self, resumed, optimizer, generator, steps_per_epoch) -> tuple[int, int, int]:
@@ -155,23 +164,27 @@ class Run:
                             "one-cycle schedule cannot make: another --batch-size or --epochs changes its length")
         return steps
 
-    def hyperparameters(self, optimizer) -> dict:
-        """The recipe as the optimizer used it: its own weight decay, and the momentum range only where the
-        schedule had a momentum (or Adam's first beta) to move."""
+    def hyperparameters(self, optimizer, scheduler) -> dict:
+        """The recipe as the optimizer and scheduler used it: the optimizer's own weight decay; the warm-up only
+        where OneCycleLR drove the run, and the momentum range only where it had a momentum (or Adam's first beta)
+        to move."""
         config, group = self.config, optimizer.param_groups[0]
         used = {key: getattr(config, key) for key in ("optimizer", "batch_size", "lr", "label_smoothing", "warmup",
                                                       "momentum", "shift", "clean_last_epoch")}
         used |= {"augment": config.augmenting, "weight_decay": group["weight_decay"]}
-        if "momentum" not in group and "betas" not in group:
+        if not isinstance(scheduler, OneCycleLR):  # another scheduler in train.py's line
+            del used["warmup"], used["momentum"]
+        elif "momentum" not in group and "betas" not in group:
             del used["momentum"]
         return used
 
-    def describe(self, optimizer) -> str:
+    def describe(self, optimizer, scheduler) -> str:
         """What a run trains, and with what: the network against the budget, where it runs, the recipe as the
-        optimizer uses it."""
-        config, model, used = self.config, self.model, self.hyperparameters(optimizer)
+        optimizer and scheduler use it."""
+        config, model, used = self.config, self.model, self.hyperparameters(optimizer, scheduler)
         parameters, widths = count_parameters(model), conv_widths(model)
         momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
+        schedule = f"warm-up {config.warmup:g}" if "warmup" in used else type(scheduler).__name__
         augmentation = ("off" if not used["augment"] else "on" if config.augments(config.epochs)
                         else "on (the last epoch on the plain images)")
         return (f"model: {type(model).__name__}{f', conv widths {widths_text(widths)}' if widths else ''}, "
@@ -179,7 +192,7 @@ class Run:
                 f"placement {describe(model)}\n"
                 f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
                 f"{momentum}), batch {config.batch_size}, peak lr {config.lr:g}, label smoothing "
-                f"{config.label_smoothing:g}, warm-up {config.warmup:g}, dropout {config.dropout:g}, "
+                f"{config.label_smoothing:g}, {schedule}, dropout {config.dropout:g}, "
                 f"seed {config.seed}, augmentation {augmentation}")
 
     def save(self, optimizer, scheduler, generator) -> Path:
@@ -205,7 +218,7 @@ class Run:
             "history": self.history,
             "parameters": count_parameters(model),
             "seed": config.seed,
-            "hyperparameters": self.hyperparameters(optimizer),
+            "hyperparameters": self.hyperparameters(optimizer, scheduler),
             "torch_version": str(torch.__version__),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -147,7 +147,10 @@ def resolve_placement(mode="auto", device=None, machine=None, split=None, model=
         raise UserError(f"placement must be one of {', '.join(MODES)}, not {mode!r}")
     machine = machine or Machine.detect()
     chosen = normalize_device(device, machine) if device else machine.accelerator() or "cpu"
-    sequence = model is None or isinstance(model, nn.Sequential) and len(model) > 1
+    sequence = model is None or splittable(model)
+    if split is not None and not sequence:  # recorded, it would have no effect
+        raise UserError(f"split {split}: a split divides an nn.Sequential between devices, and this model is a "
+                        f"{type(model).__name__}, which runs on one device: leave --split out")
     if model is not None and sequence:
         split = check_split(model, min(DEFAULT_SPLIT, len(model) - 1) if split is None else split)
     split = DEFAULT_SPLIT if split is None else split
@@ -160,6 +163,10 @@ def resolve_placement(mode="auto", device=None, machine=None, split=None, model=
         raise UserError("hybrid placement needs an accelerator (CUDA or MPS), and none is "
                         + ("asked for" if device else "present") + "; use --placement single or auto")
     return Placement(chosen, "cpu", split)
+
+
+def splittable(model: nn.Module) -> bool:
+    return isinstance(model, nn.Sequential) and len(model) > 1
 
 
 def check_split(model: nn.Module, split: int) -> int:

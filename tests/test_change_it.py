@@ -78,6 +78,21 @@ def trains_resumes_evaluates_and_draws(repo, *options):
     return first.stdout, state
 
 
+def test_the_defaults_edited_where_they_are_defined_are_the_ones_a_run_takes(tmp_path, real_raw_dir):
+    """The design's widths and dropout (model/network.py) and the hybrid split (model/placement.py), edited: train.py's
+    help names the new defaults, the dropout through the recipe a run takes. Before, it named 10,20,28 and 2 still,
+    and the recipe kept a dropout of 0.15 of its own."""
+    repo = edited(tmp_path, real_raw_dir, old="CHANNELS, DROPOUT = (10, 20, 28), 0.15",
+                  new="CHANNELS, DROPOUT = (12, 24, 32), 0.3")
+    placement = repo / "model" / "placement.py"
+    placement.write_text(placement.read_text().replace("DEFAULT_SPLIT = 2 ", "DEFAULT_SPLIT = 3 "))
+    result = run(repo, "train.py", "--help")
+    shown = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stderr
+    assert all(text in shown for text in ("dropped in training (default: 0.3)", "widths (default: 12,24,32)",
+                                          "layers (default: 3)")), shown
+
+
 @pytest.mark.slow
 def test_a_a_block_of_a_new_width_appended_in_build_model(tmp_path, real_raw_dir):
     repo = edited(tmp_path, real_raw_dir, old="    blocks = conv_blocks(channels)\n",

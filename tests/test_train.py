@@ -14,10 +14,12 @@ import evaluate
 import train
 from model import HybridCNN, Placement, resolve_placement
 from model.checkpoint import load_model
+from model.placement import describe
 from model.predict import MEAN, STD, normalize
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
 
+from test_placement import OwnNetwork
 from conftest import (REPO, assert_bad_flags_rejected, by_epoch, is_plain, loading_torch, quiet_config,
                       run_in_process, training_steps, wait_until)
 
@@ -301,11 +303,24 @@ def test_a_network_that_does_not_give_ten_logits_a_digit_is_refused_before_train
                                                                                       monkeypatch, capsys):
     """Before, a network of 12 outputs trained and evaluated without a word; one of (N, 28, 10) failed deep in the
     loss with a traceback."""
-    monkeypatch.setattr(train, "build_model", lambda channels, dropout: network())  # one's own, in build_model
+    monkeypatch.setattr(train.network, "build_model", lambda channels, dropout: network())  # one's own, in build_model
     assert run_cli(train.main, ["--models-dir", str(tmp_path / "models"), "--quiet"]) == 1
     assert capsys.readouterr().err == (f"error: build_model's network turns a batch of 3 digits into a tensor of "
                                        f"shape {shape}, not (3, 10): one logit per digit class\n")
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_split_with_a_model_of_its_own_is_one_line_and_its_checkpoint_reads_on_one_device(tmp_path, tiny_mnist,
+                                                                                          monkeypatch, capsys):
+    """Before, --split 3 with one's own nn.Module (not a sequence) was recorded in the checkpoint and had no effect."""
+    monkeypatch.setattr(train.network, "build_model", lambda channels, dropout: OwnNetwork())
+    assert run_cli(train.main, ["--split", "3", "--models-dir", str(tmp_path / "models"), "--quiet"]) == 1
+    assert capsys.readouterr().err == ("error: split 3: a split divides an nn.Sequential between devices, and this "
+                                       "model is a OwnNetwork, which runs on one device: leave --split out\n")
+    assert not (tmp_path / "models").exists()
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    monkeypatch.setattr("model.checkpoint.build_model", lambda channels, dropout: OwnNetwork())  # evaluate.py's
+    assert describe(load_model(path)[0]) == "OwnNetwork -> cpu"
 
 
 def test_a_checkpoint_whose_network_build_model_no_longer_makes_names_its_first_layer(tmp_path, tiny_mnist):
@@ -350,8 +365,9 @@ def test_an_optimizer_added_to_optimizers_trains_resumes_and_every_reader_takes_
 def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_reader_takes_its_checkpoint(
         tmp_path, tiny_mnist, monkeypatch, capsys):
     """The scheduler's line changed as a student changes it, to CosineAnnealingLR with the same total_steps and
-    last_epoch: a run interrupted in epoch 2 carries on to the uninterrupted run's weights. Before, every reader
-    called its checkpoint damaged: the schema knew OneCycleLR's state alone."""
+    last_epoch: a run interrupted in epoch 2 carries on to the uninterrupted run's weights, and the log and the
+    record claim no warm-up or momentum range, which were OneCycleLR's. Before, every reader called its
+    checkpoint damaged: the schema knew OneCycleLR's state alone."""
     def cosine(optimizer, lr, total_steps, last_epoch, **one_cycle_settings):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, last_epoch=last_epoch)
 
@@ -368,13 +384,34 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     with pytest.raises(KeyboardInterrupt):
         run("interrupted", log=interrupt_in_epoch_2, seed=7)
     (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
-    assert torch.load(path, weights_only=True)["schedule_state"]["T_max"] == 3 * 16  # 1,000 digits, batch 64
+    state = torch.load(path, weights_only=True)
+    assert state["schedule_state"]["T_max"] == 3 * 16  # 1,000 digits, batch 64
+    assert "warmup" not in state["hyperparameters"] and "momentum" not in state["hyperparameters"]  # OneCycleLR's
     said = []
     resumed = run("resumed", log=said.append, resume=str(path))
     assert any(line.endswith("carrying on its schedule") for line in said)
+    assert any("SGD (weight decay 0.0005), batch 64, peak lr 0.2, label smoothing 0, CosineAnnealingLR, dropout"
+               in line for line in said), said
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
     assert run_cli(evaluate.main, [str(tmp_path / "resumed" / "models"), "--list"]) == 0
     assert "damaged" not in capsys.readouterr().out
+
+
+def test_a_compiled_network_s_checkpoint_holds_its_own_layer_names(tmp_path, tiny_mnist, monkeypatch):
+    """torch.compile in build_model, as a student speeds the network up (the eager backend: the same wrapper, no
+    C++ compiler): the run resumes and evaluate.py reads it, and its layers keep their own names, for code that
+    does not compile. Before, the names gained "_orig_mod.", and code that did not compile refused them."""
+    def compiled(channels, dropout):
+        return torch.compile(HybridCNN(channels, dropout), backend="eager")
+
+    monkeypatch.setattr(train.network, "build_model", compiled)
+    monkeypatch.setattr("model.checkpoint.build_model", compiled)  # evaluate.py's
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    assert "0.conv.weight" in torch.load(path, weights_only=True)["model_state_dict"]
+    _, _, history = train.train(quiet_config(tmp_path, epochs=2, resume=str(path)), data=tiny_mnist,
+                                log=lambda message: None)
+    assert len(history) == 2
+    assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):

@@ -99,11 +99,13 @@ EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number
                 "first_steps": Record({"images": Number(1, 2**40, whole=True), "seconds": Number(0, 1e12)}),
                 "curve": Seq(POINT, MAX_POINTS), "device_peak_mb": maybe(Number(0, 1e12)), "lr": Number(0, 1e12)},
                optional=frozenset({"train_cross_entropy", "first_steps", "device_peak_mb", "lr"}))  # not always written
+# 01e8972 trained SGD only; a momentum-free optimizer has no momentum range, a scheduler other than OneCycleLR
+# neither that nor a warm-up
 RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole=True),
                  "lr": Number(0, MAX_LR, above_low=True), "label_smoothing": Number(0, 1), "weight_decay": Number(0, 1),
                  "warmup": Number(0, 0.99, above_low=True), "momentum": Seq(Number(0, 0.999), 2, 2),
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
-                optional=frozenset({"optimizer", "momentum"}))  # 01e8972 trained SGD only; a momentum-free optimizer
+                optional=frozenset({"optimizer", "momentum", "warmup"}))
 STEPS = Number(0, 2**40, whole=True)
 # OneCycleLR.state_dict() (torch versions differ in the optional keys), or another scheduler's: its own settings
 # (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads last_epoch, and total_steps where it is.
