@@ -179,12 +179,14 @@ class Run:
         return used
 
     def describe(self, optimizer, scheduler) -> str:
-        """What a run trains, and with what: the network against the budget, where it runs, the recipe as the
-        optimizer and scheduler use it."""
+        """What a run trains, and with what: the network against the budget, where it runs, its dropout, the recipe
+        as the optimizer and scheduler use it."""
         config, model, used = self.config, self.model, self.hyperparameters(optimizer, scheduler)
         parameters, widths = count_parameters(model), conv_widths(model)
         momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
         schedule = f"warm-up {config.warmup:g}" if "warmup" in used else type(scheduler).__name__
+        dropouts = sorted({module.p for module in model.modules() if isinstance(module, nn.modules.dropout._DropoutNd)})
+        dropout = f"dropout {', '.join(f'{p:g}' for p in dropouts)}" if dropouts else "no dropout"  # the network's
         augmentation = ("off" if not used["augment"] else "on" if config.augments(config.epochs)
                         else "on (the last epoch on the plain images)")
         return (f"model: {type(model).__name__}{f', conv widths {widths_text(widths)}' if widths else ''}, "
@@ -192,7 +194,7 @@ class Run:
                 f"placement {describe(model)}\n"
                 f"training: {config.epochs} epoch(s), {type(optimizer).__name__} (weight decay {used['weight_decay']:g}"
                 f"{momentum}), batch {config.batch_size}, peak lr {config.lr:g}, label smoothing "
-                f"{config.label_smoothing:g}, {schedule}, dropout {config.dropout:g}, "
+                f"{config.label_smoothing:g}, {schedule}, {dropout}, "
                 f"seed {config.seed}, augmentation {augmentation}")
 
     def save(self, optimizer, scheduler, generator) -> Path:

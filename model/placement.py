@@ -151,6 +151,8 @@ def resolve_placement(mode="auto", device=None, machine=None, split=None, model=
     if split is not None and not sequence:  # recorded, it would have no effect
         raise UserError(f"split {split}: a split divides an nn.Sequential between devices, and this model is a "
                         f"{type(model).__name__}, which runs on one device: leave --split out")
+    if split is not None and mode == "single":
+        raise UserError(f"split {split}: --placement single runs the whole model on one device: leave --split out")
     if model is not None and sequence:
         split = check_split(model, min(DEFAULT_SPLIT, len(model) - 1) if split is None else split)
     split = DEFAULT_SPLIT if split is None else split

@@ -310,15 +310,22 @@ def test_a_network_that_does_not_give_ten_logits_a_digit_is_refused_before_train
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_split_with_a_model_of_its_own_is_one_line_and_its_checkpoint_reads_on_one_device(tmp_path, tiny_mnist,
-                                                                                          monkeypatch, capsys):
-    """Before, --split 3 with one's own nn.Module (not a sequence) was recorded in the checkpoint and had no effect."""
+def test_a_split_that_would_do_nothing_is_one_line_and_a_model_of_its_own_is_described_as_it_is(
+        tmp_path, tiny_mnist, monkeypatch, capsys):
+    """Before, --split with --placement single, or with one's own nn.Module (not a sequence), was recorded in the
+    checkpoint and had no effect, and the log named the recipe's dropout for a network without any."""
+    models = ["--models-dir", str(tmp_path / "models"), "--quiet"]
+    assert run_cli(train.main, ["--placement", "single", "--split", "1", *models]) == 1
+    assert capsys.readouterr().err == ("error: split 1: --placement single runs the whole model on one device: leave "
+                                       "--split out\n")
     monkeypatch.setattr(train.network, "build_model", lambda channels, dropout: OwnNetwork())
-    assert run_cli(train.main, ["--split", "3", "--models-dir", str(tmp_path / "models"), "--quiet"]) == 1
+    assert run_cli(train.main, ["--split", "3", *models]) == 1
     assert capsys.readouterr().err == ("error: split 3: a split divides an nn.Sequential between devices, and this "
                                        "model is a OwnNetwork, which runs on one device: leave --split out\n")
     assert not (tmp_path / "models").exists()
-    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    said = []
+    _, path, _ = train.train(quiet_config(tmp_path, dropout=0.3), data=tiny_mnist, log=said.append)
+    assert "label smoothing 0.05, warm-up 0.3, no dropout, seed 1" in said[0], said
     monkeypatch.setattr("model.checkpoint.build_model", lambda channels, dropout: OwnNetwork())  # evaluate.py's
     assert describe(load_model(path)[0]) == "OwnNetwork -> cpu"
 
@@ -397,6 +404,7 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     assert "damaged" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # torch.compile traces the network: 3 s
 def test_a_compiled_network_s_checkpoint_holds_its_own_layer_names(tmp_path, tiny_mnist, monkeypatch):
     """torch.compile in build_model, as a student speeds the network up (the eager backend: the same wrapper, no
     C++ compiler): the run resumes and evaluate.py reads it, and its layers keep their own names, for code that
