@@ -240,6 +240,8 @@ MUTANTS = [
     m("schedule", "the log and the record claim OneCycleLR's warm-up and momentum for another scheduler",
       "model/checkpoint.py", "if not isinstance(scheduler, OneCycleLR):", "if False:",
       f"{TRAIN} -k another_torch_scheduler"),
+    m("resume", "a checkpoint's fused or foreach flag must match the code's optimizer", "utils/checkpoint.py",
+      'if key not in ("params", *HOW))', 'if key != "params")', f"{TRAIN} -k another_implementation"),
     m("network", "a network that does not give ten logits a digit trains", "model/checkpoint.py",
       "if shape != (3, 10):", "if False:", f"{TRAIN} -k ten_logits"),
     m("resume", "--seed on a resume is recorded while the checkpoint's generators go on", "model/checkpoint.py",

@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import torch
@@ -420,6 +421,17 @@ def test_a_compiled_network_s_checkpoint_holds_its_own_layer_names(tmp_path, tin
                                 log=lambda message: None)
     assert len(history) == 2
     assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
+
+
+def test_a_run_resumes_under_another_implementation_of_its_optimizer(tmp_path, tiny_mnist, monkeypatch):
+    """fused=True put back in OPTIMIZERS' SGD after a run without it (or taken out): the run resumes, and its steps
+    run as the code at hand says. Before: "the optimizer state in the checkpoint does not fit this model"."""
+    monkeypatch.setitem(train.OPTIMIZERS, "sgd", partial(torch.optim.SGD, momentum=0.9, nesterov=True))
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    monkeypatch.undo()
+    _, resumed, _ = train.train(quiet_config(tmp_path, epochs=2, resume=str(path)), data=tiny_mnist,
+                                log=lambda message: None)
+    assert torch.load(resumed, weights_only=True)["optimizer_state_dict"]["param_groups"][0]["fused"] is True
 
 
 def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):

@@ -221,6 +221,9 @@ def is_number(value) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
+HOW = ("foreach", "fused", "capturable", "differentiable")  # torch.optim's settings of how a step runs, not what
+
+
 def restore_optimizer(optimizer, state: dict, path) -> None:
     """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
     trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
@@ -231,8 +234,10 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
     saved = state["optimizer_state_dict"]
     if not fits(saved, optimizer.param_groups):
         raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and optimizer")
-    # a setting an earlier version did not record (torch.optim's own flags) keeps this optimizer's
-    groups = [group | entry for group, entry in zip(optimizer.param_groups, saved["param_groups"])]
+    # a setting an earlier version did not record (torch.optim's own flags) keeps this optimizer's, as do those of
+    # how it computes a step (train.py's OPTIMIZERS may have changed them since)
+    groups = [group | {key: value for key, value in entry.items() if key not in HOW}
+              for group, entry in zip(optimizer.param_groups, saved["param_groups"])]
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
@@ -251,7 +256,7 @@ def fits(saved, groups) -> bool:
     parameters = [parameter for group in groups for parameter in group["params"]]
     if len(saved["param_groups"]) != len(groups) or not all(
             len(entry["params"]) == len(group["params"])
-            and all(setting(value, group.get(key, 0.0)) for key, value in entry.items() if key != "params")
+            and all(setting(value, group.get(key, 0.0)) for key, value in entry.items() if key not in ("params", *HOW))
             for entry, group in zip(saved["param_groups"], groups)):
         return False
     if [number for entry in saved["param_groups"] for number in entry["params"]] != list(range(len(parameters))):
