@@ -139,7 +139,7 @@ MUTANTS = [
     m("recipe", "Adam and AdamW start from SGD's peak learning rate", "train.py",
       'PEAK_LR.get(self.optimizer, value) if name == "lr" else value', "value", f"{TRAIN} -k recipe"),
     m("recipe", "--dropout never reaches the network", "train.py",
-      "model = build_model(config.channels, config.dropout)", "model = build_model(config.channels)",
+      "model = network.build_model(config.channels, config.dropout)", "model = network.build_model(config.channels)",
       f"{TRAIN} -k recipe_s_flags"),
     m("recipe", "a flag given again on --resume loses to the recorded value", "model/checkpoint.py",
       "if key not in config.given and hasattr(config, key)}", "if hasattr(config, key)}", f"{TRAIN} -k carries_on"),
