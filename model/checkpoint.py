@@ -75,8 +75,8 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
 
 def resume_point(config, log=print):
     """For --resume (a .pth, a folder's newest or a CI artifact's, as evaluate.py takes it): the config that
-    carries the checkpoint's run on (its network, its seed, and its recipe and augmentation where the command line
-    does not give them), and (checkpoint, its name). A fresh run: (config, None)."""
+    carries the checkpoint's run on (its network, its seed, and its recipe, augmentation and a hybrid run's split
+    where the command line does not give them), and (checkpoint, its name). A fresh run: (config, None)."""
     if not config.resume:
         return replace(config, channels=config.channels or CHANNELS), None
     with checkpoint_file(config.resume, log) as (file, name):
@@ -90,6 +90,9 @@ def resume_point(config, log=print):
     recorded = {"optimizer": state["optimizer"].lower(), "seed": state["seed"],
                 "channels": tuple(network["channels"]), "dropout": network["dropout"]}
     recorded |= state["hyperparameters"]
+    placement = state["placement"]
+    if placement["early"] != placement["late"] and config.placement != "single":  # a hybrid run keeps its split
+        recorded["split"] = placement["split"]
     if "momentum" in recorded:
         recorded["momentum"] = tuple(recorded["momentum"])
     kept = {key: value for key, value in recorded.items() if key not in config.given and hasattr(config, key)}

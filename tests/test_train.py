@@ -254,6 +254,18 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
         assert not torch.equal(changed[0].conv.weight, straight[0].conv.weight)
 
 
+def test_a_hybrid_run_resumes_with_its_own_split_unless_told_otherwise(tmp_path, tiny_mnist):
+    """A run split after its first 3 layers resumes split there (on this CPU-only machine, its record shows it), as
+    it resumes with its own recipe; --split or --placement single says otherwise. Before, it went back to 2."""
+    _, path, _ = train.train(quiet_config(tmp_path, split=3), data=tiny_mnist, log=lambda message: None)
+    hybrid = torch.load(path, weights_only=True) | {"placement": {"early": "cuda:0", "late": "cpu", "split": 3}}
+    torch.save(hybrid, tmp_path / "hybrid.pth")
+    for options, split in (({}, 3), ({"split": 1}, 1), ({"placement": "single"}, train.DEFAULT_SPLIT)):
+        _, resumed, _ = train.train(quiet_config(tmp_path / str(options), epochs=2, resume=str(tmp_path / "hybrid.pth"),
+                                                 **options), data=tiny_mnist, log=lambda message: None)
+        assert torch.load(resumed, weights_only=True)["placement"]["split"] == split, options
+
+
 def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path, tiny_mnist):
     """--epochs 3 --resume <a finished one-epoch run>: the two added epochs get one one-cycle schedule of their
     own, so they warm up, train at the peak learning rate and end with steps a thousandth of the largest, as the
