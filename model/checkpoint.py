@@ -13,7 +13,8 @@ from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_para
 from model.placement import (accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
                              restore_accelerator_rng_states, splittable)
 from model.predict import finite_on_plain_digits, plain_digit_logits
-from utils.checkpoint import checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new, save_over
+from utils.checkpoint import (RECIPE, checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new,
+                              save_over)
 from utils.errors import UserError, shown
 from utils import schema
 from utils.files import replace_atomically, writable_folder
@@ -179,6 +180,10 @@ class Run:
             del used["warmup"], used["momentum"]
         elif "momentum" not in group and "betas" not in group:
             del used["momentum"]
+        try:  # a value its checkpoint could not hold is refused before the training, not by every reader after it
+            schema.check(used, RECIPE, "")
+        except schema.Invalid as error:
+            raise UserError(f"the recipe's {error} (a checkpoint could not record it)") from None
         return used
 
     def describe(self, optimizer, scheduler) -> str:

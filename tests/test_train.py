@@ -435,6 +435,26 @@ def test_a_compiled_network_s_checkpoint_holds_its_own_layer_names(tmp_path, tin
     assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
 
 
+def test_a_recipe_without_a_warm_up_trains_and_every_reader_takes_its_checkpoint(tmp_path, tiny_mnist, monkeypatch,
+                                                                                  capsys):
+    """RECIPES' warm-up edited to 0.0, which OneCycleLR takes. Before, the run trained and every reader called the
+    checkpoint damaged: "hyperparameters['warmup'] is 0.0, not above 0"."""
+    monkeypatch.setitem(train.RECIPES["one epoch"], "warmup", 0.0)
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    assert run_cli(evaluate.main, [str(path.parent), "--list"]) == 0
+    assert "damaged" not in capsys.readouterr().out
+
+
+def test_a_recipe_value_no_checkpoint_could_record_is_refused_before_the_training(tmp_path, monkeypatch, capsys):
+    """RECIPES' batch size edited past what a flag takes (8,192). Before, the run trained, and every reader called
+    its checkpoint damaged."""
+    monkeypatch.setitem(train.RECIPES["one epoch"], "batch_size", 10_000)
+    assert run_cli(train.main, ["--models-dir", str(tmp_path / "models"), "--quiet"]) == 1
+    assert capsys.readouterr().err == ("error: the recipe's batch_size is 10000, not from 1 to 8192 (a checkpoint "
+                                       "could not record it)\n")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
 def test_a_run_resumes_under_another_implementation_of_its_optimizer(tmp_path, tiny_mnist, monkeypatch):
     """fused=True put back in OPTIMIZERS' SGD after a run without it (or taken out): the run resumes, and its steps
     run as the code at hand says. Before: "the optimizer state in the checkpoint does not fit this model"."""
@@ -454,8 +474,10 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, small_mnist):
 
 
 def test_diverging_loss_stops_without_checkpoint(tmp_path, small_mnist):
+    """The highest rate and weight decay the flags take: at the peak, the decay alone scales the weights by
+    1 - 10 x 1 = -9 a step."""
     with pytest.raises(UserError, match="loss became (nan|inf)"):
-        train.train(quiet_config(tmp_path, lr=1e30), data=small_mnist, log=lambda m: None)
+        train.train(quiet_config(tmp_path, lr=10, weight_decay=1.0), data=small_mnist, log=lambda m: None)
     assert not list((tmp_path / "models").glob("*"))
 
 

@@ -103,7 +103,7 @@ EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number
 # neither that nor a warm-up
 RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole=True),
                  "lr": Number(0, MAX_LR, above_low=True), "label_smoothing": Number(0, 1), "weight_decay": Number(0, 1),
-                 "warmup": Number(0, 0.99, above_low=True), "momentum": Seq(Number(0, 0.999), 2, 2),
+                 "warmup": Number(0, 0.99), "momentum": Seq(Number(0, 0.999), 2, 2),
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
                 optional=frozenset({"optimizer", "momentum", "warmup"}))
 STEPS = Number(0, 2**40, whole=True)
