@@ -252,6 +252,8 @@ MUTANTS = [
       "model/checkpoint.py", 'schema.check(used, RECIPE, "")', "pass", f"{TRAIN} -k no_checkpoint_could"),
     m("train", "a diverging run goes on with NaN weights", "train.py", "if not math.isfinite(totals[0]):",
       "if False:", f"{TRAIN} -k diverging"),
+    m("network", "a network with a lazy layer stops evaluate.py with a traceback", "model/checkpoint.py",
+      "    plain_digit_logits(model)  # a lazy layer", "    pass  # a lazy layer", f"{TRAIN} -k lazy_layer"),
     m("network", "a network that does not give ten logits a digit trains", "model/checkpoint.py",
       "if shape != (3, 10):", "if False:", f"{TRAIN} -k ten_logits"),
     m("resume", "--seed on a resume is recorded while the checkpoint's generators go on", "model/checkpoint.py",

@@ -68,6 +68,7 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
     devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
     state = load_checkpoint(path, name)
     model = build_model(**state["build_model"])
+    plain_digit_logits(model)  # a lazy layer (nn.LazyLinear) takes its shape from its first input
     load_weights(model, state, name or path)
     split = state["placement"]["split"] if splittable(model) else None  # a model of its own runs on one device
     place(model, resolve_placement(placement_mode, device, split=split, model=model))

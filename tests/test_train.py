@@ -343,6 +343,19 @@ def test_a_split_that_would_do_nothing_is_one_line_and_a_model_of_its_own_is_des
     assert describe(load_model(path)[0]) == "OwnNetwork -> cpu"
 
 
+def test_a_network_with_a_lazy_layer_is_read_back_by_evaluate(tmp_path, tiny_mnist, monkeypatch):
+    """nn.LazyLinear sizes itself at its first input. Before, evaluate.py and draw.py stopped with a traceback:
+    "Can't access the shape of an uninitialized parameter"."""
+    def lazy(channels, dropout):
+        return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 5, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.LazyLinear(10))
+
+    monkeypatch.setattr(train.network, "build_model", lazy)
+    monkeypatch.setattr("model.checkpoint.build_model", lazy)  # evaluate.py's and draw.py's
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
+
+
 def test_a_checkpoint_whose_network_build_model_no_longer_makes_names_its_first_layer(tmp_path, tiny_mnist):
     _, path, _ = train.train(quiet_config(tmp_path, channels=(8, 16)), data=tiny_mnist, log=lambda message: None)
     state = torch.load(path, weights_only=True)
