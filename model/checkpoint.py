@@ -135,9 +135,10 @@ class Run:
         (state, name), config = resumed, self.config
         load_weights(self.model, state, name)
         restore_optimizer(optimizer, state, name)
-        for group in optimizer.param_groups:
-            group["weight_decay"] = config.weight_decay
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
+        for group in optimizer.param_groups:  # --weight-decay given again: for the groups that had the run's own
+            if group["weight_decay"] == recipe["weight_decay"]:  # (a group without decay, nanoGPT's way, keeps 0)
+                group["weight_decay"] = config.weight_decay
         reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
         same_run = (state["planned_epochs"] == config.epochs
                     and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch

@@ -266,6 +266,36 @@ def test_a_hybrid_run_resumes_with_its_own_split_unless_told_otherwise(tmp_path,
         assert torch.load(resumed, weights_only=True)["placement"]["split"] == split, options
 
 
+def test_an_optimizer_of_two_groups_resumes_each_with_its_own_weight_decay(tmp_path, tiny_mnist, monkeypatch):
+    """The optimizer's line changed as nanoGPT builds its optimizer: no weight decay for the biases and the norms'
+    weights. An interrupted run carries on to the uninterrupted run's weights, and --weight-decay given again
+    changes the decaying group's alone. Before, a resume gave every group the run's decay."""
+    def grouped(parameters, **settings):
+        parameters = list(parameters)
+        return torch.optim.SGD([{"params": [p for p in parameters if p.dim() >= 2]},
+                                {"params": [p for p in parameters if p.dim() < 2], "weight_decay": 0.0}],
+                               momentum=0.9, nesterov=True, **settings)
+
+    monkeypatch.setitem(train.OPTIMIZERS, "sgd", grouped)
+
+    def run(folder, log=lambda message: None, **options):
+        return train.train(quiet_config(tmp_path / folder, epochs=3, seed=7, **options), data=tiny_mnist, log=log)
+
+    def interrupt_in_epoch_2(message):
+        if message.startswith("epoch 2/3"):
+            raise KeyboardInterrupt
+
+    straight = run("straight")[0]
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    resumed = run("resumed", resume=str(path))[0]
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    _, changed, _ = run("changed", resume=str(path), weight_decay=1e-3)
+    groups = torch.load(changed, weights_only=True)["optimizer_state_dict"]["param_groups"]
+    assert [group["weight_decay"] for group in groups] == [1e-3, 0.0]
+
+
 def test_a_finished_run_extends_on_a_fresh_schedule_over_the_new_epochs(tmp_path, tiny_mnist):
     """--epochs 3 --resume <a finished one-epoch run>: the two added epochs get one one-cycle schedule of their
     own, so they warm up, train at the peak learning rate and end with steps a thousandth of the largest, as the
