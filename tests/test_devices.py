@@ -18,7 +18,7 @@ from utils.augmentation import AugmentConfig, augment
 from utils.checkpoint import load_checkpoint
 from utils.data import MNIST
 
-from conftest import REPO, on, quiet_config, synchronize, training_steps
+from conftest import REPO, interrupt_in_epoch_2, on, quiet_config, synchronize, training_steps
 
 PLACEMENTS = [on("single", "cpu"), on("hybrid", "cuda"), on("single", "cuda"), on("hybrid", "mps"), on("single", "mps")]
 
@@ -73,10 +73,6 @@ def test_an_interrupted_run_resumes_to_the_same_weights(mode, device, tmp_path, 
         return train.train(config, data=tiny_mnist, log=log)[0]
 
     straight = run("straight")
-
-    def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
-        if message.startswith("epoch 2/2"):
-            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run("interrupted", log=interrupt_in_epoch_2)

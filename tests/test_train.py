@@ -20,9 +20,9 @@ from model.predict import MEAN, STD, normalize
 from utils.checkpoint import save_new
 from utils.errors import UserError, run_cli
 
+from conftest import (REPO, assert_bad_flags_rejected, by_epoch, interrupt_in_epoch_2, is_plain, loading_torch,
+                      quiet_config, run_in_process, training_steps, wait_until)
 from test_placement import OwnNetwork
-from conftest import (REPO, assert_bad_flags_rejected, by_epoch, is_plain, loading_torch, quiet_config,
-                      run_in_process, training_steps, wait_until)
 
 
 def test_one_epoch_reaches_99_and_checkpoint_is_complete(one_epoch_run, mnist):
@@ -228,10 +228,6 @@ def test_a_resume_carries_on_with_the_runs_own_settings(tmp_path, tiny_mnist, au
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=tiny_mnist, log=log)[0]
 
-    def interrupt_in_epoch_2(message):  # Ctrl-C after epoch 2 trained, before its checkpoint
-        if message.startswith("epoch 2/3"):
-            raise KeyboardInterrupt
-
     straight = run("straight", **own)
     with pytest.raises(KeyboardInterrupt):
         run("interrupted", log=interrupt_in_epoch_2, **own)
@@ -280,10 +276,6 @@ def test_an_optimizer_of_two_groups_resumes_each_with_its_own_weight_decay(tmp_p
 
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=3, seed=7, **options), data=tiny_mnist, log=log)
-
-    def interrupt_in_epoch_2(message):
-        if message.startswith("epoch 2/3"):
-            raise KeyboardInterrupt
 
     straight = run("straight")[0]
     with pytest.raises(KeyboardInterrupt):
@@ -438,10 +430,6 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
 
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=3, **options), data=tiny_mnist, log=log)[0]
-
-    def interrupt_in_epoch_2(message):
-        if message.startswith("epoch 2/3"):
-            raise KeyboardInterrupt
 
     straight = run("straight", seed=7)
     with pytest.raises(KeyboardInterrupt):
