@@ -44,12 +44,17 @@ def placements(machine, cpu_only=False):
             yield "hybrid", machine.accelerator(), split
 
 
+def train_command(mode, device, split, seed, folder) -> list[str]:
+    """The command line of one run: --split only where the run is hybrid (train.py refuses it otherwise)."""
+    return [sys.executable, "train.py", "--epochs", "1", "--quiet", "--seed", str(seed), "--placement", mode,
+            "--device", device, *(["--split", str(split)] if mode == "hybrid" else []), "--models-dir", str(folder)]
+
+
 def run_once(mode, device, split, seed, models, threads=None):
     """One `python train.py --epochs 1` process: (loop seconds, first steps' seconds, steady-state epoch seconds,
     wall seconds, peak MB, device peak MB or None, test accuracy)."""
     folder = Path(tempfile.mkdtemp(dir=models))
-    command = [sys.executable, "train.py", "--epochs", "1", "--quiet", "--seed", str(seed),
-               "--placement", mode, "--device", device, "--split", str(split), "--models-dir", str(folder)]
+    command = train_command(mode, device, split, seed, folder)
     env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})  # torch's CPU threads
     started = time.perf_counter()
     process, peak_mb = run_measured(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

@@ -1,5 +1,6 @@
 """Where the network runs: the two-stage plan, its resolution on described machines, and the promise that
 splitting the network between stages changes nothing but where it runs."""
+import argparse
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from torch import nn
 
+import train
 from model import HybridCNN, Machine, Placement, place, resolve_placement
 from model.network import ConvBlock, conv_blocks
 from model.placement import describe, may_overlap
@@ -209,3 +211,15 @@ def test_hybrid_on_cuda_matches_cpu(mnist):
 @pytest.mark.skipif(not Machine.detect().mps, reason="Apple's MPS backend is not available on this machine")
 def test_hybrid_on_mps_matches_cpu(mnist):
     compare_hybrid_with_cpu("mps", mnist)
+
+
+def test_the_training_benchmark_runs_only_placements_train_py_takes():
+    """bench/bench_train.py's runs on a machine with a GPU (described): train.py takes every one's flags and
+    placement. Before, its single-device runs passed --split, which train.py came to refuse."""
+    import bench.bench_train as bench_train
+    parser = argparse.ArgumentParser()
+    train.add_training_flags(parser)
+    gpu = Machine(cuda_devices=1)
+    for mode, device, split in bench_train.placements(gpu):
+        args = parser.parse_args(bench_train.train_command(mode, device, split, 1, "models")[2:])
+        assert resolve_placement(args.placement, args.device, gpu, args.split, HybridCNN()).hybrid == (mode == "hybrid")
