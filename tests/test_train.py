@@ -378,6 +378,42 @@ def test_a_network_with_a_lazy_layer_is_read_back_by_evaluate(tmp_path, tiny_mni
     assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
 
 
+class Masked(torch.nn.Module):
+    """One's own network with a buffer of its own kind: a mask of bools."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.linear = torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.Linear(4 * 6 * 6, 10)
+        self.register_buffer("keep", torch.ones(4 * 6 * 6, dtype=torch.bool))
+
+    def forward(self, x):
+        return self.linear(self.conv(x).relu().flatten(1) * self.keep)
+
+
+def test_a_network_s_buffers_of_any_kind_are_read_back_and_a_layer_of_another_kind_is_one_line(
+        tmp_path, tiny_mnist, monkeypatch, capsys):
+    """Before, a network with a mask of bools trained, and every reader called its checkpoint damaged: "keep is a
+    bool tensor, not float32". A layer whose numbers are of another kind than the network's own (int32 weights
+    where it has float32) is refused in one line by evaluate.py and --resume, not converted in silence."""
+    monkeypatch.setattr(train.network, "build_model", lambda channels, dropout: Masked())
+    monkeypatch.setattr("model.checkpoint.build_model", lambda channels, dropout: Masked())  # evaluate.py's
+    _, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    digit = str(REPO / "tests" / "fixtures" / "digit_0.png")
+    assert run_cli(evaluate.main, [str(path), "--image", digit]) == 0
+    state = torch.load(path, weights_only=True)
+    state["model_state_dict"]["conv.weight"] = state["model_state_dict"]["conv.weight"].to(torch.int32)
+    integers = tmp_path / "integers.pth"
+    torch.save(state, integers)
+    capsys.readouterr()
+    for main, argv in ((evaluate.main, [str(integers), "--image", digit]),
+                       (train.main, ["--resume", str(integers), "--epochs", "2", "--quiet", "--models-dir",
+                                     str(tmp_path / "resumed")])):
+        assert run_cli(main, argv) == 1
+        assert capsys.readouterr().err == (f"error: {integers}: layer conv.weight holds float32 numbers here, int32 "
+                                           "in the checkpoint\n")
+    assert not (tmp_path / "resumed").exists() or not list((tmp_path / "resumed").iterdir())
+
+
 def test_a_checkpoint_whose_network_build_model_no_longer_makes_names_its_first_layer(tmp_path, tiny_mnist):
     _, path, _ = train.train(quiet_config(tmp_path, channels=(8, 16)), data=tiny_mnist, log=lambda message: None)
     state = torch.load(path, weights_only=True)

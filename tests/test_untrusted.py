@@ -48,8 +48,6 @@ TENSORS = {  # what each damage does to a checkpoint, and the reason both reader
     "negative_variance": (with_weights(lambda weights: weights.update(
         {"1.bn.running_var": -weights["1.bn.running_var"]})),
         "1.bn.running_var has negative variances"),
-    "integer_weight": (first_weight(lambda weight: weight.to(torch.int32)),
-                       "model_state_dict['0.conv.weight'] is a int32 tensor, not float32"),
     "number_as_key": (with_weights(lambda weights: weights.update({3: weights.pop("0.conv.weight")})),
                       "model_state_dict has no 0.conv.weight"),
     "sparse_weight": (first_weight(lambda weight: weight.to_sparse()),

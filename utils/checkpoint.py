@@ -123,6 +123,8 @@ SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STE
                   rest=Either((SETTINGS, Seq(Record({}, rest=SETTINGS), 8))))
 GENERATOR = Tensor((torch.uint8,), (tuple(torch.get_rng_state().shape),))  # a CPU generator's state
 DEVICE_GENERATOR = Tensor((torch.uint8,), longest=2**16)  # a CUDA or MPS generator's state
+WEIGHTS = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+           torch.int8, torch.uint8, torch.bool)  # a network's own buffers may hold any (its loader checks them)
 LAYERS = Mapping(Text(200), Seq(Number(0, 2**31, whole=True), 8), 1000)  # a layer's name -> its shape
 FOREIGN = ("architecture", "model_state_dict", "optimizer_state_dict", "epochs")  # a file without these is not ours
 
@@ -137,8 +139,8 @@ def schema(layers: dict) -> Record:
                                                                           MAX_BLOCKS, 2),
                                                          "dropout": Number(0, 0.99)}),
         "layers": LAYERS,
-        "model_state_dict": Record({name: Tensor((torch.float32,) + (torch.int64,) * (not shape), (tuple(shape),))
-                                    for name, shape in layers.items()}, longest=len(layers)),
+        "model_state_dict": Record({name: Tensor(WEIGHTS, (tuple(shape),)) for name, shape in layers.items()},
+                                   longest=len(layers)),
         "optimizer": Text(40),
         "optimizer_state_dict": Record({"state": Mapping(numbers, Record({}, rest=Tensor((torch.float32,), shapes),
                                                                          longest=8), len(layers)),
