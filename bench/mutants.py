@@ -164,7 +164,7 @@ MUTANTS = [
       "for name in [*there, *(name for name in here if name not in there)]:",
       "for name in reversed([*there, *(name for name in here if name not in there)]):", f"{TRAIN} -k first_layer"),
     m("layers", "the record of the layers is not checked against the weights", "utils/checkpoint.py",
-      "(torch.int64,) * (not shape), (tuple(shape),))", "(torch.int64,) * (not shape), shapes)",
+      "Tensor(WEIGHTS, (tuple(shape),))", "Tensor(WEIGHTS, shapes)",
       f"{TRAIN} -k refuses"),
     m("layers", "an earlier version's classifier is read as its last block", "utils/checkpoint.py",
       're.sub(r"^fc\\.", f"{blocks}.", name)', 're.sub(r"^fc\\.", f"{blocks - 1}.", name)',
