@@ -47,11 +47,10 @@ def load_weights(model: nn.Module, state: dict, path) -> None:
             raise UserError(f"{path}: layer {shown(name, 60)} is {size(here.get(name))} here, "
                             f"{size(there.get(name))} in the checkpoint: build_model makes another network now")
     kinds = {name: tensor.dtype for name, tensor in model.state_dict().items()}
-    name, weights = next(((name, weights) for name, weights in state["model_state_dict"].items()
-                          if weights.dtype != kinds[name]), (None, None))
-    if name:  # loading would convert them in silence
-        raise UserError(f"{path}: layer {shown(name, 60)} holds {kind(kinds[name])} numbers here, "
-                        f"{kind(weights.dtype)} in the checkpoint")
+    for name, weights in state["model_state_dict"].items():
+        if weights.dtype != kinds[name]:  # loading would convert them in silence
+            raise UserError(f"{path}: layer {shown(name, 60)} holds {kind(kinds[name])} numbers here, "
+                            f"{kind(weights.dtype)} in the checkpoint")
     model.load_state_dict(state["model_state_dict"])
     negative = [name for name, module in model.named_modules()
                 if isinstance(module, nn.modules.batchnorm._BatchNorm)
