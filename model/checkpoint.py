@@ -41,16 +41,16 @@ def load_weights(model: nn.Module, state: dict, path) -> None:
     """Load the checkpoint's weights into `model`: refused in one line, naming the first layer that differs, where
     the code at hand builds another network."""
     model = uncompiled(model)
-    here, there = layer_shapes(model.state_dict()), state["layers"]
+    weights = model.state_dict()
+    here, there = layer_shapes(weights), state["layers"]
     for name in [*there, *(name for name in here if name not in there)]:
         if here.get(name) != there.get(name):
             raise UserError(f"{path}: layer {shown(name, 60)} is {size(here.get(name))} here, "
                             f"{size(there.get(name))} in the checkpoint: build_model makes another network now")
-    kinds = {name: tensor.dtype for name, tensor in model.state_dict().items()}
-    for name, weights in state["model_state_dict"].items():
-        if weights.dtype != kinds[name]:  # loading would convert them in silence
-            raise UserError(f"{path}: layer {shown(name, 60)} holds {kind(kinds[name])} numbers here, "
-                            f"{kind(weights.dtype)} in the checkpoint")
+    for name, recorded in state["model_state_dict"].items():
+        if recorded.dtype != weights[name].dtype:  # loading would convert them in silence
+            raise UserError(f"{path}: layer {shown(name, 60)} holds {schema.name(weights[name].dtype)} numbers here, "
+                            f"{schema.name(recorded.dtype)} in the checkpoint")
     model.load_state_dict(state["model_state_dict"])
     negative = [name for name, module in model.named_modules()
                 if isinstance(module, nn.modules.batchnorm._BatchNorm)
@@ -62,10 +62,6 @@ def load_weights(model: nn.Module, state: dict, path) -> None:
     if count_parameters(model) != state["parameters"]:
         raise UserError(f"{path}: records {state['parameters']:,} parameters, but its weights hold "
                         f"{count_parameters(model):,}")
-
-
-def kind(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
 
 
 def size(shape) -> str:
@@ -118,7 +114,7 @@ def schedule_settings(schedule: dict, group: dict) -> tuple:
     """What a scheduler carrying a run on (its last_epoch given) reads from an optimizer's group: every one the
     initial_lr, OneCycleLR (the one that records total_steps) its range of rates and momenta too."""
     if "total_steps" not in schedule:
-        return ONE_CYCLE[:1]
+        return ("initial_lr",)
     return ONE_CYCLE + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())
 
 

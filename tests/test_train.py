@@ -378,12 +378,11 @@ def test_a_network_with_a_lazy_layer_is_read_back_by_evaluate(tmp_path, tiny_mni
     assert run_cli(evaluate.main, [str(path), "--image", str(REPO / "tests" / "fixtures" / "digit_0.png")]) == 0
 
 
-class Masked(torch.nn.Module):
+class Masked(OwnNetwork):
     """One's own network with a buffer of its own kind: a mask of bools."""
 
     def __init__(self):
         super().__init__()
-        self.conv, self.linear = torch.nn.Conv2d(1, 4, 5, stride=4), torch.nn.Linear(4 * 6 * 6, 10)
         self.register_buffer("keep", torch.ones(4 * 6 * 6, dtype=torch.bool))
 
     def forward(self, x):

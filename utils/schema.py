@@ -34,7 +34,7 @@ class Walk:
 def what(value) -> str:
     """A value as a message names it: containers by type and length, never by their contents."""
     if isinstance(value, torch.Tensor):
-        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {size(value.shape)}"
+        return f"a {name(value.dtype)} tensor of shape {size(value.shape)}"
     if isinstance(value, (dict, list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     if isinstance(value, str):
@@ -44,6 +44,11 @@ def what(value) -> str:
     if type(value) in (bool, int, float) or value is None:
         return repr(value)
     return f"a {shown(type(value).__name__, 40)}"
+
+
+def name(kind) -> str:
+    """A torch dtype or layout as a message names it: float32, sparse_coo."""
+    return str(kind).removeprefix("torch.")
 
 
 def size(shape) -> str:
@@ -184,12 +189,11 @@ class Tensor:
         if type(value) is not torch.Tensor:
             refuse(where, f"is {what(value)}, not a tensor")
         if value.layout != torch.strided:
-            refuse(where, f"is a {str(value.layout).removeprefix('torch.')} tensor, not a dense one")
+            refuse(where, f"is a {name(value.layout)} tensor, not a dense one")
         if value.device.type != "cpu":  # loading maps every tensor that holds values to the CPU: "meta" holds none
             refuse(where, f"is a tensor without values (on the {value.device.type} device)")
         if value.dtype not in self.dtypes:
-            names = " or ".join(str(dtype).removeprefix("torch.") for dtype in self.dtypes)
-            refuse(where, f"is a {str(value.dtype).removeprefix('torch.')} tensor, not {names}")
+            refuse(where, f"is a {name(value.dtype)} tensor, not {' or '.join(map(name, self.dtypes))}")
         shape = tuple(value.shape)
         if not (shape in self.shapes or self.longest and len(shape) == 1 and shape[0] <= self.longest):
             expected = (" or ".join(map(size, self.shapes)) if len(self.shapes) <= 3 else
