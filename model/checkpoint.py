@@ -139,17 +139,19 @@ class Run:
             return 0, 0, self.schedule_span(self.config.epochs * steps_per_epoch)
         (state, name), config = resumed, self.config
         load_weights(self.model, state, name)
-        restore_optimizer(optimizer, state, name)
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
-        for group in optimizer.param_groups:  # --weight-decay given again: for the groups that had the run's own
-            if group["weight_decay"] == recipe["weight_decay"]:  # (a group without decay, nanoGPT's way, keeps 0)
-                group["weight_decay"] = config.weight_decay
         reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
         same_run = (state["planned_epochs"] == config.epochs
                     and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch
                     and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
                             if key in recipe))
+        # a fresh schedule starts from the settings a fresh run has (a chainable scheduler, such as
+        # CosineAnnealingLR, would go on from the learning rate the run ended at, about 0)
+        restore_optimizer(optimizer, state, name, settings=same_run)
         if same_run:  # the scheduler carries on from the settings it keeps in the optimizer's groups
+            for group in optimizer.param_groups:  # --weight-decay given again: for the groups that had the run's
+                if group["weight_decay"] == recipe["weight_decay"]:  # (a group without decay, nanoGPT's, keeps 0)
+                    group["weight_decay"] = config.weight_decay
             if any(not is_number(group.get(key)) for group in optimizer.param_groups
                    for key in schedule_settings(schedule, group)):
                 raise UserError(f"{name}: damaged checkpoint: no schedule settings in its optimizer state to carry "

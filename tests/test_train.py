@@ -483,6 +483,30 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     assert "damaged" not in capsys.readouterr().out
 
 
+def test_a_finished_run_of_another_scheduler_extended_learns_in_its_new_epochs_at_the_lr_given(tmp_path, tiny_mnist,
+                                                                                                monkeypatch):
+    """CosineAnnealingLR in the scheduler's line, a finished run given more epochs and a new --lr: its fresh
+    schedule starts at that --lr, as a fresh run's does. Before, the chainable scheduler went on from the learning
+    rate the run had ended at, 0: the added epoch left every weight where it was, and --lr was ignored in silence."""
+    schedules = []
+
+    def cosine(optimizer, lr, total_steps, last_epoch, **one_cycle_settings):
+        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
+                                                                    last_epoch=last_epoch))
+        return schedules[-1]
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)
+    finished, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
+    said = []
+    extended, _, history = train.train(quiet_config(tmp_path, epochs=2, lr=0.1, resume=str(path)), data=tiny_mnist,
+                                       log=said.append)
+    assert any(line.endswith("a fresh schedule over the epochs still to train") for line in said), said
+    assert schedules[-1].base_lrs == [0.1] and len(history) == 2
+    moved = [name for (name, before), after in zip(finished.named_parameters(), extended.parameters())
+             if not torch.equal(before, after)]
+    assert len(moved) == len(list(extended.parameters())), f"weights the added epoch left alone: {moved}"
+
+
 @pytest.mark.slow  # torch.compile traces the network: 3 s
 def test_a_compiled_network_s_checkpoint_holds_its_own_layer_names(tmp_path, tiny_mnist, monkeypatch):
     """torch.compile in build_model, as a student speeds the network up (the eager backend: the same wrapper, no

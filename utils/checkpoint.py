@@ -226,9 +226,10 @@ def is_number(value) -> bool:
 HOW = ("foreach", "fused", "capturable", "differentiable")  # torch.optim's settings of how a step runs, not what
 
 
-def restore_optimizer(optimizer, state: dict, path) -> None:
+def restore_optimizer(optimizer, state: dict, path, settings=True) -> None:
     """Load the recorded optimizer state into `optimizer`, refusing in one line one of another kind (a run
-    trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters."""
+    trained with SGD cannot carry on with Adam's state) or one that does not fit its parameters. `settings`
+    False keeps the optimizer's own settings (learning rate, weight decay, ...) and loads each parameter's state."""
     recorded, building = state["optimizer"], type(optimizer).__name__
     if recorded != building:
         raise UserError(f"{path} was trained with {shown(recorded, 40)}, and this run builds {building}: "
@@ -238,7 +239,7 @@ def restore_optimizer(optimizer, state: dict, path) -> None:
         raise UserError(f"{path}: the optimizer state in the checkpoint does not fit this model and optimizer")
     # a setting an earlier version did not record (torch.optim's own flags) keeps this optimizer's, as do those of
     # how it computes a step (train.py's OPTIMIZERS may have changed them since)
-    groups = [group | {key: value for key, value in entry.items() if key not in HOW}
+    groups = [group | {key: value for key, value in entry.items() if key not in HOW and (settings or key == "params")}
               for group, entry in zip(optimizer.param_groups, saved["param_groups"])]
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
