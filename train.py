@@ -188,16 +188,14 @@ def train(config: Config, data=None, log=print):
     place(model, placement)
     run = Run(config, model, placement, log)  # its checkpoint, written after every epoch (the folder checked now)
     data = data or load_mnist(config.data_dir, log=log)
-    if config.batch_size > len(data.train_labels):  # one step an epoch: it would learn next to nothing
-        raise UserError(f"--batch-size {config.batch_size} is more than the {len(data.train_labels):,} training images")
-    steps_per_epoch = math.ceil(len(data.train_labels) / config.batch_size)
 
+    done, total_steps = run.plan(resumed, len(data.train_labels))  # epochs done (0 unless resumed), schedule's steps
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    done, steps_done, total_steps = run.restore(resumed, optimizer, generator, steps_per_epoch)  # or 0, 0, all
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.lr, total_steps=total_steps, pct_start=config.warmup,
         max_momentum=config.momentum[0], base_momentum=config.momentum[1],
-        cycle_momentum="momentum" in optimizer.defaults or "betas" in optimizer.defaults, last_epoch=steps_done - 1)
+        cycle_momentum="momentum" in optimizer.defaults or "betas" in optimizer.defaults)
+    run.restore(resumed, optimizer, scheduler, generator)  # a resumed run's weights, optimizer and schedule
     log(run.describe(optimizer, scheduler))
 
     images, labels = data.train_images.to(placement.early), data.train_labels.to(placement.late)

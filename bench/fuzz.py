@@ -175,8 +175,8 @@ class Target:
                                             log=lambda message: None)
         self.state = torch.load(self.checkpoint, weights_only=True)
         schedule = self.state["schedule_state"]  # as if it were epoch 1 of 2: a resume carries that run on
-        self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": schedule | {
-            "total_steps": 2 * schedule["last_epoch"]}}
+        self.interrupted = self.state | {"planned_epochs": 2, "schedule_state": {
+            "last_epoch": schedule["last_epoch"], "total_steps": 2 * schedule["last_epoch"]}}
         self.images = {}
         digit = Image.fromarray(255 - data.test_images[0, 0].numpy()).resize((112, 112))
         for suffix, mode in ((".png", "L"), (".jpg", "L"), (".bmp", "RGB"), (".gif", "P"), (".tiff", "F"),

@@ -1,6 +1,7 @@
 """A checkpoint's network: what it records of the network (its layers' names and shapes, build_model's
 arguments), rebuilding that network with build_model, and loading its weights. Reading the file and checking
 the rest is utils/checkpoint.py's."""
+import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,8 +14,8 @@ from model.network import BUDGET, CHANNELS, build_model, conv_widths, count_para
 from model.placement import (accelerator_rng_states, describe, peak_memory_mb, place, resolve_placement,
                              restore_accelerator_rng_states, splittable)
 from model.predict import finite_on_plain_digits, plain_digit_logits
-from utils.checkpoint import (RECIPE, checkpoint_file, is_number, load_checkpoint, restore_optimizer, save_new,
-                              save_over)
+from utils.checkpoint import (RECIPE, checkpoint_file, load_checkpoint, restore_optimizer, restore_schedule,
+                              save_new, save_over)
 from utils.errors import UserError, shown
 from utils import schema
 from utils.files import replace_atomically, writable_folder
@@ -107,15 +108,6 @@ def resume_point(config, log=print):
 
 
 SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made of, besides its length
-ONE_CYCLE = ("initial_lr", "max_lr", "min_lr")  # what OneCycleLR keeps in the optimizer's groups
-
-
-def schedule_settings(schedule: dict, group: dict) -> tuple:
-    """What a scheduler carrying a run on (its last_epoch given) reads from an optimizer's group: every one the
-    initial_lr, OneCycleLR (the one that records total_steps) its range of rates and momenta too."""
-    if "total_steps" not in schedule:
-        return ("initial_lr",)
-    return ONE_CYCLE + (("max_momentum", "base_momentum") if "momentum" in group or "betas" in group else ())
 
 
 class Run:
@@ -129,45 +121,53 @@ class Run:
             raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
                             "(3, 10): one logit per digit class")
         self.config, self.model, self.placement, self.log = config, uncompiled(model), placement, log
-        self.history, self.path = [], None
+        self.history, self.path, self.same_run = [], None, False
 
-    def restore(self, resumed, optimizer, generator, steps_per_epoch) -> tuple[int, int, int]:
-        """Put a resumed run back: its weights and optimizer state, and for the same run carried on (its --epochs,
-        its steps and schedule) the random states where they stopped. Returns (epochs done, steps of the schedule
-        done, steps the schedule spans): a longer run than planned gets a fresh schedule over the epochs left."""
+    def plan(self, resumed, images: int) -> tuple[int, int]:
+        """Where a run on `images` training images starts: (epochs done, steps its schedule spans). A resumed run
+        carries its schedule on where it is the same run (its --epochs, its steps an epoch, its learning rates); a
+        longer run than planned, or one given another batch size or learning rate, gets a fresh schedule over the
+        epochs left."""
+        config = self.config
+        if config.batch_size > images:  # one step an epoch: it would learn next to nothing
+            raise UserError(f"--batch-size {config.batch_size} is more than the {images:,} training images")
+        steps_per_epoch = math.ceil(images / config.batch_size)
         if resumed is None:
-            return 0, 0, self.schedule_span(self.config.epochs * steps_per_epoch)
+            return 0, self.schedule_span(config.epochs * steps_per_epoch)
+        state = resumed[0]
+        recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
+        self.same_run = (state["planned_epochs"] == config.epochs
+                         and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch
+                         and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
+                                 if key in recipe))
+        epochs = config.epochs if self.same_run else config.epochs - state["epochs"]
+        return state["epochs"], self.schedule_span(epochs * steps_per_epoch)
+
+    def restore(self, resumed, optimizer, scheduler, generator) -> None:
+        """Put a resumed run back: its weights and optimizer state, and for the same run carried on (plan) its
+        schedule and random states where they stopped."""
+        if resumed is None:
+            return
         (state, name), config = resumed, self.config
         load_weights(self.model, state, name)
-        recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
-        reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
-        same_run = (state["planned_epochs"] == config.epochs
-                    and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch
-                    and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
-                            if key in recipe))
         # a fresh schedule starts from the settings a fresh run has (a chainable scheduler, such as
         # CosineAnnealingLR, would go on from the learning rate the run ended at, about 0)
-        restore_optimizer(optimizer, state, name, settings=same_run)
-        if same_run:  # the scheduler carries on from the settings it keeps in the optimizer's groups
+        restore_optimizer(optimizer, state, name, settings=self.same_run)
+        reseeded = config.seed != state["seed"]  # --seed asked for new random numbers from here on
+        if self.same_run:
             for group in optimizer.param_groups:  # --weight-decay given again: for the groups that had the run's
-                if group["weight_decay"] == recipe["weight_decay"]:  # (a group without decay, nanoGPT's, keeps 0)
+                if group["weight_decay"] == state["hyperparameters"]["weight_decay"]:  # (nanoGPT's 0 stays 0)
                     group["weight_decay"] = config.weight_decay
-            if any(not is_number(group.get(key)) for group in optimizer.param_groups
-                   for key in schedule_settings(schedule, group)):
-                raise UserError(f"{name}: damaged checkpoint: no schedule settings in its optimizer state to carry "
-                                "the run on")
+            restore_schedule(scheduler, state["schedule_state"], name)
             if not reseeded:
                 generator.set_state(state["generator_state"])
                 torch.set_rng_state(state["rng_state"])
                 restore_accelerator_rng_states(state["device_rng_states"], self.placement, name)
         self.history = list(state["history"])
-        how = "carrying on its schedule" if same_run else "a fresh schedule over the epochs still to train"
+        how = "carrying on its schedule" if self.same_run else "a fresh schedule over the epochs still to train"
         how += f", drawing from seed {config.seed} from here on" if reseeded else ""
         self.log(f"resumed {shown(name)}: {state['epochs']} epoch(s) done, "
                  f"{state['final_test_accuracy']:.2f}% test accuracy; {how}")
-        if same_run:
-            return state["epochs"], schedule["last_epoch"], self.schedule_span(config.epochs * steps_per_epoch)
-        return state["epochs"], 0, self.schedule_span((config.epochs - state["epochs"]) * steps_per_epoch)
 
     def schedule_span(self, steps: int) -> int:
         """`steps`, where the one-cycle schedule can span them with this warm-up: OneCycleLR divides by the

@@ -454,12 +454,12 @@ def test_an_optimizer_added_to_optimizers_trains_resumes_and_every_reader_takes_
 
 def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_reader_takes_its_checkpoint(
         tmp_path, tiny_mnist, monkeypatch, capsys):
-    """The scheduler's line changed as a student changes it, to CosineAnnealingLR with the same total_steps and
-    last_epoch: a run interrupted in epoch 2 carries on to the uninterrupted run's weights, and the log and the
-    record claim no warm-up or momentum range, which were OneCycleLR's. Before, every reader called its
-    checkpoint damaged: the schema knew OneCycleLR's state alone."""
-    def cosine(optimizer, lr, total_steps, last_epoch, **one_cycle_settings):
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, last_epoch=last_epoch)
+    """The scheduler's line changed as a student changes it, to CosineAnnealingLR over the same total_steps: a
+    run interrupted in epoch 2 carries on to the uninterrupted run's weights, and the log and the record claim no
+    warm-up or momentum range, which were OneCycleLR's. Before, every reader called its checkpoint damaged: the
+    schema knew OneCycleLR's state alone."""
+    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)
 
@@ -483,6 +483,36 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     assert "damaged" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("trained_with", ["CosineAnnealingLR", "OneCycleLR"])
+def test_an_interrupted_run_resumed_under_another_scheduler_is_refused_in_one_line(trained_with, tmp_path, tiny_mnist,
+                                                                                     monkeypatch):
+    """A run interrupted under one scheduler, resumed by code that builds the other: carried on, its learning rates
+    would change in the middle of the run. Refused in one line; more --epochs start a fresh schedule. Before: a
+    KeyError traceback ('max_lr') one way, and the other way CosineAnnealingLR carried on in silence from
+    OneCycleLR's starting rate (the peak / 25)."""
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR
+
+    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+    scheduler_for = {"CosineAnnealingLR": cosine, "OneCycleLR": one_cycle}
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler_for[trained_with])
+    with pytest.raises(KeyboardInterrupt):
+        train.train(quiet_config(tmp_path, epochs=3), data=tiny_mnist, log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "models").glob("*.pth")
+    building = next(name for name in scheduler_for if name != trained_with)
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler_for[building])
+    with pytest.raises(UserError) as refused:
+        train.train(quiet_config(tmp_path, epochs=3, resume=str(path)), data=tiny_mnist, log=lambda message: None)
+    recorded = "T_max 48" if building == "OneCycleLR" else "total_steps 48"
+    assert str(refused.value) == (f"{path}: its schedule has {recorded}, and the {building} this code builds has "
+                                  "none: it cannot carry that schedule on (more --epochs start a fresh one)")
+    assert len(list((tmp_path / "models").glob("*.pth"))) == 1
+    _, _, history = train.train(quiet_config(tmp_path, epochs=4, resume=str(path)), data=tiny_mnist,
+                                log=lambda message: None)
+    assert len(history) == 4
+
+
 def test_a_finished_run_of_another_scheduler_extended_learns_in_its_new_epochs_at_the_lr_given(tmp_path, tiny_mnist,
                                                                                                 monkeypatch):
     """CosineAnnealingLR in the scheduler's line, a finished run given more epochs and a new --lr: its fresh
@@ -490,9 +520,8 @@ def test_a_finished_run_of_another_scheduler_extended_learns_in_its_new_epochs_a
     rate the run had ended at, 0: the added epoch left every weight where it was, and --lr was ignored in silence."""
     schedules = []
 
-    def cosine(optimizer, lr, total_steps, last_epoch, **one_cycle_settings):
-        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
-                                                                    last_epoch=last_epoch))
+    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
+        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps))
         return schedules[-1]
 
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)

@@ -244,6 +244,24 @@ def restore_optimizer(optimizer, state: dict, path, settings=True) -> None:
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
+WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose")  # not what
+
+
+def restore_schedule(scheduler, recorded: dict, path) -> None:
+    """Carry `scheduler`, as the code at hand built it, on from the step where the recorded schedule stopped;
+    refused in one line where the record is of another schedule (another scheduler, or other settings), which
+    carried on would change the run's learning rates in silence."""
+    built = scheduler.state_dict()
+    for key in [key for key in recorded if key not in WHERE]:
+        if key not in built or built[key] != recorded[key]:
+            raise UserError(f"{path}: its schedule has {shown(key, 40)} {shown(recorded[key], 80)}, and the "
+                            f"{type(scheduler).__name__} this code builds "
+                            f"{shown(built[key], 80) if key in built else 'has none'}: it cannot carry that "
+                            "schedule on (more --epochs start a fresh one)")
+    scheduler.load_state_dict(built | {key: recorded[key] for key in ("last_epoch", "_step_count") if key in recorded}
+                              | {"_last_lr": [group["lr"] for group in scheduler.optimizer.param_groups]})
+
+
 def fits(saved, groups) -> bool:
     """Whether `saved` (of the types the schema allows) is torch.optim's state for these parameter groups: as many
     groups of as many parameters, numbered in order, each setting of the kind this optimizer's is (a flag a flag,
