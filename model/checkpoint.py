@@ -17,6 +17,7 @@ from model.predict import finite_on_plain_digits, plain_digit_logits
 from utils.checkpoint import (RECIPE, checkpoint_file, load_checkpoint, restore_optimizer, restore_schedule,
                               save_new, save_over)
 from utils.errors import UserError, shown
+from utils.flags import MAX_WIDTH
 from utils import schema
 from utils.files import replace_atomically, writable_folder
 
@@ -86,7 +87,7 @@ def resume_point(config, log=print):
     carries the checkpoint's run on (its network, its seed, and its recipe, augmentation and a hybrid run's split
     where the command line does not give them), and (checkpoint, its name). A fresh run: (config, None)."""
     if not config.resume:
-        return replace(config, channels=config.channels or CHANNELS), None
+        return replaced(config, channels=config.channels or CHANNELS), None
     with checkpoint_file(config.resume, log) as (file, name):
         state = load_checkpoint(file, name)
     if state["epochs"] >= config.epochs:
@@ -104,10 +105,26 @@ def resume_point(config, log=print):
     if "momentum" in recorded:
         recorded["momentum"] = tuple(recorded["momentum"])
     kept = {key: value for key, value in recorded.items() if key not in config.given and hasattr(config, key)}
-    return replace(config, **kept), (state, name)
+    return replaced(config, **kept), (state, name)
+
+
+def replaced(config, **changes):
+    """dataclasses.replace, keeping the fields the command line gave (a new Config would count every field set)."""
+    given, config = config.given, replace(config, **changes)
+    config.given = given
+    return config
 
 
 SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made of, besides its length
+
+
+def ignores_widths(model: nn.Module, channels, dropout) -> bool:
+    """Whether build_model makes `model`'s layers whatever the widths (a network of one's own has its own)."""
+    other = [width + 1 if width < MAX_WIDTH else width - 1 for width in channels]
+    with torch.random.fork_rng(devices=[]):  # the run's random numbers stay where they were
+        probe = uncompiled(build_model(other, dropout))
+        plain_digit_logits(probe)  # a lazy layer takes its shape from its first input
+    return layer_shapes(probe.state_dict()) == layer_shapes(uncompiled(model).state_dict())
 
 
 class Run:
@@ -120,6 +137,11 @@ class Run:
         if shape != (3, 10):  # training would go on with it in silence, or fail deep in the loss
             raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
                             "(3, 10): one logit per digit class")
+        if "channels" in config.given and ignores_widths(model, config.channels, config.dropout):
+            widths = widths_text(conv_widths(uncompiled(model)))
+            raise UserError(f"--channels {widths_text(config.channels)}: build_model's network has the same layers "
+                            f"whatever the widths ({f'conv widths {widths}' if widths else 'no conv layers'}): leave "
+                            "--channels out, or make build_model use them")
         self.config, self.model, self.placement, self.log = config, uncompiled(model), placement, log
         self.history, self.path, self.same_run = [], None, False
 
