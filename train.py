@@ -109,7 +109,8 @@ def add_training_flags(parser: argparse.ArgumentParser, epochs_type=flags.epochs
                         "the first layers on the accelerator; auto: hybrid where one is present (default: %(default)s)")
     parser.add_argument("--channels", type=network.channel_list,
                         help=f"the conv blocks' widths (default: {','.join(map(str, network.CHANNELS))})")
-    parser.add_argument("--split", type=flags.positive_int, help=f"the accelerator's layers (default: {DEFAULT_SPLIT})")
+    parser.add_argument("--split", type=flags.positive_int,
+                        help=f"the accelerator's layers (default: {DEFAULT_SPLIT}, at most all but the last)")
     parser.add_argument("--data-dir", help="MNIST folder (default: $MNIST_DATA_DIR or data/)")
     parser.add_argument("--models-dir", default=Config.models_dir, help="where checkpoints go (default: %(default)s)")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,

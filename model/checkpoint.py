@@ -225,7 +225,7 @@ class Run:
         momentum = f", momentum {used['momentum'][0]:g}-{used['momentum'][1]:g}" if "momentum" in used else ""
         schedule = f"warm-up {config.warmup:g}" if "warmup" in used else type(scheduler).__name__
         dropouts = sorted({module.p for module in model.modules() if isinstance(module, nn.modules.dropout._DropoutNd)})
-        dropout = f"dropout {', '.join(f'{p:g}' for p in dropouts)}" if dropouts else "no dropout"  # the network's
+        dropout = f"dropout {', '.join(f'{p:g}' for p in dropouts)}" if dropouts else "no dropout layer"  # its own
         augmentation = ("off" if not used["augment"] else "on" if config.augments(config.epochs)
                         else "on (the last epoch on the plain images)")
         return (f"model: {type(model).__name__}{f', conv widths {widths_text(widths)}' if widths else ''}, "

@@ -382,7 +382,7 @@ def test_a_split_that_would_do_nothing_is_one_line_and_a_model_of_its_own_is_des
     assert not (tmp_path / "models").exists()
     said = []
     _, path, _ = train.train(quiet_config(tmp_path, dropout=0.3), data=tiny_mnist, log=said.append)
-    assert "label smoothing 0.05, warm-up 0.3, no dropout, seed 1" in said[0], said
+    assert "label smoothing 0.05, warm-up 0.3, no dropout layer, seed 1" in said[0], said
     monkeypatch.setattr("model.checkpoint.build_model", lambda channels, dropout: OwnNetwork())  # evaluate.py's
     assert describe(load_model(path)[0]) == "OwnNetwork -> cpu"
 
