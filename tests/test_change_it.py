@@ -90,7 +90,7 @@ def test_the_defaults_edited_where_they_are_defined_are_the_ones_a_run_takes(tmp
     shown = " ".join(result.stdout.split())
     assert result.returncode == 0, result.stderr
     assert all(text in shown for text in ("dropped in training (default: 0.3)", "widths (default: 12,24,32)",
-                                          "layers (default: 3)")), shown
+                                          "layers (default: 3,")), shown
 
 
 @pytest.mark.slow
