@@ -505,30 +505,61 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     assert "damaged" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("trained_with", ["CosineAnnealingLR", "OneCycleLR"])
-def test_an_interrupted_run_resumed_under_another_scheduler_is_refused_in_one_line(trained_with, tmp_path, tiny_mnist,
-                                                                                     monkeypatch):
-    """A run interrupted under one scheduler, resumed by code that builds the other: carried on, its learning rates
+def test_a_sequence_of_schedulers_resumes_an_interrupted_run_to_the_uninterrupted_weights(tmp_path, tiny_mnist,
+                                                                                         monkeypatch, capsys):
+    """SequentialLR (a linear warm-up, then cosine), a common line for a student to write: its checkpoints are
+    read, and its own schedulers' places are restored with its own, so an interrupted run carries on to the
+    uninterrupted run's weights. Before, every reader called its checkpoint damaged ("_schedulers ... a shared
+    reference": the schema's first try at the list had marked it seen)."""
+    def warm_then_cosine(optimizer, lr, total_steps, **one_cycle_settings):
+        lr_scheduler = torch.optim.lr_scheduler
+        return lr_scheduler.SequentialLR(optimizer, [lr_scheduler.LinearLR(optimizer, 0.1, total_iters=10),
+                                                     lr_scheduler.CosineAnnealingLR(optimizer, total_steps - 10)], [10])
+
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", warm_then_cosine)
+
+    def run(folder, log=lambda message: None, **options):
+        return train.train(quiet_config(tmp_path / folder, epochs=3, seed=3, **options), data=tiny_mnist, log=log)[0]
+
+    straight = run("straight")
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    said = []
+    resumed = run("resumed", log=said.append, resume=str(path))
+    assert any(line.endswith("carrying on its schedule") for line in said), said
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    assert run_cli(evaluate.main, [str(tmp_path / "resumed" / "models"), "--list"]) == 0
+    assert "damaged" not in capsys.readouterr().out
+
+
+ONE_CYCLE = torch.optim.lr_scheduler.OneCycleLR
+
+
+def cosine(optimizer, lr, total_steps, **one_cycle_settings):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+@pytest.mark.parametrize("trained_with, building, differs", [
+    (cosine, ONE_CYCLE, "T_max 48, and the OneCycleLR this code builds has none"),
+    (ONE_CYCLE, cosine, "total_steps 48, and the CosineAnnealingLR this code builds has none"),
+    (ONE_CYCLE, partial(ONE_CYCLE, div_factor=10), "base_lrs 0.008, and the OneCycleLR this code builds has 0.02"),
+], ids=["cosine-then-one-cycle", "one-cycle-then-cosine", "one-cycle-then-another-start"])
+def test_an_interrupted_run_resumed_under_another_schedule_is_refused_in_one_line(trained_with, building, differs,
+                                                                                    tmp_path, tiny_mnist, monkeypatch):
+    """A run interrupted under one schedule, resumed by code that builds another: carried on, its learning rates
     would change in the middle of the run. Refused in one line; more --epochs start a fresh schedule. Before: a
-    KeyError traceback ('max_lr') one way, and the other way CosineAnnealingLR carried on in silence from
-    OneCycleLR's starting rate (the peak / 25)."""
-    one_cycle = torch.optim.lr_scheduler.OneCycleLR
-
-    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-
-    scheduler_for = {"CosineAnnealingLR": cosine, "OneCycleLR": one_cycle}
-    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler_for[trained_with])
+    KeyError traceback ('max_lr') from cosine to one-cycle; from one-cycle to cosine, CosineAnnealingLR carried on
+    in silence from OneCycleLR's starting rate (the peak / 25), and another start (div_factor) went unnoticed."""
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", trained_with)
     with pytest.raises(KeyboardInterrupt):
         train.train(quiet_config(tmp_path, epochs=3), data=tiny_mnist, log=interrupt_in_epoch_2)
     (path,) = (tmp_path / "models").glob("*.pth")
-    building = next(name for name in scheduler_for if name != trained_with)
-    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler_for[building])
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", building)
     with pytest.raises(UserError) as refused:
         train.train(quiet_config(tmp_path, epochs=3, resume=str(path)), data=tiny_mnist, log=lambda message: None)
-    recorded = "T_max 48" if building == "OneCycleLR" else "total_steps 48"
-    assert str(refused.value) == (f"{path}: its schedule has {recorded}, and the {building} this code builds has "
-                                  "none: it cannot carry that schedule on (more --epochs start a fresh one)")
+    assert str(refused.value) == (f"{path}: its schedule has {differs}: it cannot carry that schedule on (more "
+                                  "--epochs start a fresh one)")
     assert len(list((tmp_path / "models").glob("*.pth"))) == 1
     _, _, history = train.train(quiet_config(tmp_path, epochs=4, resume=str(path)), data=tiny_mnist,
                                 log=lambda message: None)

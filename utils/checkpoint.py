@@ -251,15 +251,33 @@ def restore_schedule(scheduler, recorded: dict, path) -> None:
     """Carry `scheduler`, as the code at hand built it, on from the step where the recorded schedule stopped;
     refused in one line where the record is of another schedule (another scheduler, or other settings), which
     carried on would change the run's learning rates in silence."""
-    built = scheduler.state_dict()
-    for key in [key for key in recorded if key not in WHERE]:
-        if key not in built or built[key] != recorded[key]:
-            raise UserError(f"{path}: its schedule has {shown(key, 40)} {shown(recorded[key], 80)}, and the "
-                            f"{type(scheduler).__name__} this code builds "
-                            f"{shown(built[key], 80) if key in built else 'has none'}: it cannot carry that "
-                            "schedule on (more --epochs start a fresh one)")
-    scheduler.load_state_dict(built | {key: recorded[key] for key in ("last_epoch", "_step_count") if key in recorded}
-                              | {"_last_lr": [group["lr"] for group in scheduler.optimizer.param_groups]})
+    try:
+        scheduler.load_state_dict(carried_on(scheduler.state_dict(), recorded))
+    except Differs as error:
+        key, there, here = error.args
+        raise UserError(f"{path}: its schedule has {shown(key, 40)} {shown(there, 80)}, and the "
+                        f"{type(scheduler).__name__} this code builds has {here}: it cannot carry that schedule on "
+                        "(more --epochs start a fresh one)") from None
+
+
+class Differs(Exception):
+    """(key, recorded value, the built one as text): where a recorded schedule is not the one the code builds."""
+
+
+def carried_on(built, recorded, key=None):
+    """The state of the schedule `built`, at the step where `recorded` (the same schedule) stopped: its own settings
+    and the record's counters (WHERE), at every level (SequentialLR's own schedulers too)."""
+    if type(built) is dict and type(recorded) is dict:
+        missing = [name for name in recorded if name not in built and name not in WHERE]
+        if missing:
+            raise Differs(missing[0], recorded[missing[0]], "none")
+        return built | {name: value if name in WHERE else carried_on(built[name], value, name)
+                        for name, value in recorded.items()}
+    if type(built) is list and type(recorded) is list and len(built) == len(recorded):
+        return [carried_on(part, there, key) for part, there in zip(built, recorded)]
+    if built != recorded:
+        raise Differs(key, recorded, shown(built, 80))
+    return built
 
 
 def fits(saved, groups) -> bool:

@@ -23,12 +23,18 @@ class Walk:
     """What one check has visited: the containers (no run writes one object at two places) and tensors' memory."""
 
     def __init__(self):
-        self.seen, self.memory = set(), {}  # memory: a storage's address -> the byte ranges of its tensors
+        self.seen, self.order, self.memory = set(), [], {}  # memory: a storage's address -> its tensors' byte ranges
 
     def visit(self, value, where) -> None:
         if value and id(value) in self.seen:  # () is one object wherever it is
             refuse(where, f"is {what(value)} met before (a shared reference), not a value of its own")
         self.seen.add(id(value))
+        self.order.append(id(value))
+
+    def forget(self, mark: int) -> None:
+        """Unvisit the containers visited since `mark` (a length of self.order): a schema that did not fit them."""
+        self.seen.difference_update(self.order[mark:])
+        del self.order[mark:]
 
 
 def what(value) -> str:
@@ -108,9 +114,11 @@ class Either:
 
     def check(self, value, where, walk):
         for option in self.options:
+            mark = len(walk.order)
             try:
                 return option.check(value, where, walk)
-            except Invalid as error:
+            except Invalid as error:  # the next option sees the value afresh
+                walk.forget(mark)
                 last = error
         raise last
 
