@@ -118,13 +118,31 @@ def replaced(config, **changes):
 SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made of, besides its length
 
 
-def ignores_widths(model: nn.Module, channels, dropout) -> bool:
-    """Whether build_model makes `model`'s layers whatever the widths (a network of one's own has its own)."""
-    other = [width + 1 if width < MAX_WIDTH else width - 1 for width in channels]
+def ignored_flag(model: nn.Module, config) -> str | None:
+    """--channels or --dropout, where given and build_model makes the same network whatever its value (a network
+    of one's own may have its own): built again with another value, its layers keep their shapes (widths), or from
+    the same weights and random numbers it gives the same outputs in training (dropout)."""
+    def built(channels, dropout):
+        network = uncompiled(build_model(channels, dropout))
+        plain_digit_logits(network)  # a lazy layer takes its shape from its first input
+        return network
+
+    def trained_output(network):
+        torch.default_generator.manual_seed(0)  # the CPU's alone: torch.manual_seed would reseed an accelerator too
+        return plain_digit_logits(network, training=True)
+
     with torch.random.fork_rng(devices=[]):  # the run's random numbers stay where they were
-        probe = uncompiled(build_model(other, dropout))
-        plain_digit_logits(probe)  # a lazy layer takes its shape from its first input
-    return layer_shapes(probe.state_dict()) == layer_shapes(uncompiled(model).state_dict())
+        if "channels" in config.given:
+            other = [width + 1 if width < MAX_WIDTH else width - 1 for width in config.channels]
+            if layer_shapes(built(other, config.dropout).state_dict()) == layer_shapes(model.state_dict()):
+                return "--channels"
+        if "dropout" in config.given:
+            another = 0.5 if config.dropout < 0.5 else 0.25
+            one, other = built(config.channels, config.dropout), built(config.channels, another)
+            other.load_state_dict(one.state_dict())
+            if torch.equal(trained_output(one), trained_output(other)):
+                return "--dropout"
+    return None
 
 
 class Run:
@@ -137,11 +155,11 @@ class Run:
         if shape != (3, 10):  # training would go on with it in silence, or fail deep in the loss
             raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
                             "(3, 10): one logit per digit class")
-        if "channels" in config.given and ignores_widths(model, config.channels, config.dropout):
-            widths = widths_text(conv_widths(uncompiled(model)))
-            raise UserError(f"--channels {widths_text(config.channels)}: build_model's network has the same layers "
-                            f"whatever the widths ({f'conv widths {widths}' if widths else 'no conv layers'}): leave "
-                            "--channels out, or make build_model use them")
+        flag = ignored_flag(uncompiled(model), config)
+        if flag:
+            value = widths_text(config.channels) if flag == "--channels" else f"{config.dropout:g}"
+            raise UserError(f"{flag} {value}: build_model makes the same network whatever its value (one of your own "
+                            f"has its own): leave {flag} out, or make build_model use it")
         self.config, self.model, self.placement, self.log = config, uncompiled(model), placement, log
         self.history, self.path, self.same_run = [], None, False
 

@@ -48,12 +48,13 @@ def evaluate(model, images, labels, batch_size=200):
 
 
 @torch.no_grad()
-def plain_digit_logits(model):
-    """The model's output for a blank, a grey and a white digit, in eval mode (the model keeps its own)."""
-    training, device = model.training, next(model.parameters()).device  # a placed model moves its input on
+def plain_digit_logits(model, training=False):
+    """The model's output for a blank, a grey and a white digit, in eval mode unless `training` (the model keeps
+    its own mode)."""
+    mode, device = model.training, next(model.parameters()).device  # a placed model moves its input on
     plain = torch.tensor([0, 128, 255], dtype=torch.uint8, device=device).view(3, 1, 1, 1).expand(3, 1, 28, 28)
-    logits = model.eval()(normalize(plain))
-    model.train(training)
+    logits = model.train(training)(normalize(plain))
+    model.train(mode)
     return logits
 
 

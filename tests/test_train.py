@@ -345,25 +345,26 @@ def test_a_network_that_does_not_give_ten_logits_a_digit_is_refused_before_train
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_channels_given_to_a_network_of_its_own_widths_is_one_line_and_the_check_leaves_the_run_as_it_was(
+def test_channels_or_dropout_given_to_a_network_that_ignores_them_is_one_line_and_the_check_leaves_the_run_as_it_was(
         tmp_path, tiny_mnist, monkeypatch, capsys):
-    """--channels given to one's own network, which has widths of its own: before, the run trained that network and
-    recorded the flag's widths as build_model's arguments. The check builds a second network, and the design's run
-    given its own widths trains to the same weights as without the flag."""
+    """--channels or --dropout given to one's own network, which has widths (and dropout, or none) of its own:
+    before, the run trained that network as it was and recorded the flag's value as build_model's. The check builds
+    networks of its own, and the design's run given its own values trains to the same weights as without them."""
     def weights(**options):
         model = train.train(quiet_config(tmp_path / str(len(options)), **options), data=tiny_mnist,
                             log=lambda message: None)[0]
         return list(model.state_dict().values())
 
-    assert all(map(torch.equal, weights(), weights(channels=(10, 20, 28))))
+    assert all(map(torch.equal, weights(), weights(channels=(10, 20, 28), dropout=0.15)))
     own = lambda channels, dropout: OwnNetwork()  # noqa: E731 (one's own, in build_model)
     monkeypatch.setattr(train.network, "build_model", own)
     monkeypatch.setattr("model.checkpoint.build_model", own)
     models = ["--models-dir", str(tmp_path / "models"), "--quiet"]
-    assert run_cli(train.main, ["--channels", "8,16,32", *models]) == 1
-    assert capsys.readouterr().err == ("error: --channels 8,16,32: build_model's network has the same layers whatever "
-                                       "the widths (conv widths 4): leave --channels out, or make build_model use "
-                                       "them\n")
+    for flag, value in (("--channels", "8,16,32"), ("--dropout", "0.3")):
+        assert run_cli(train.main, [flag, value, *models]) == 1
+        assert capsys.readouterr().err == (f"error: {flag} {value}: build_model makes the same network whatever its "
+                                           f"value (one of your own has its own): leave {flag} out, or make "
+                                           "build_model use it\n")
     assert list((tmp_path / "models").iterdir()) == []
 
 
