@@ -244,7 +244,8 @@ def restore_optimizer(optimizer, state: dict, path, settings=True) -> None:
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
-WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose")  # not what
+# a scheduler's state: where it is in its schedule (these keys), and what the schedule is (every other)
+WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose")
 
 
 def restore_schedule(scheduler, recorded: dict, path) -> None:
