@@ -475,15 +475,19 @@ def test_an_optimizer_added_to_optimizers_trains_resumes_and_every_reader_takes_
     assert len(history) == 2 and state["optimizer"] == "RMSprop" and state["hyperparameters"]["optimizer"] == "rmsprop"
 
 
+ONE_CYCLE = torch.optim.lr_scheduler.OneCycleLR
+
+
+def cosine(optimizer, lr, total_steps, **one_cycle_settings):
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
 def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_reader_takes_its_checkpoint(
         tmp_path, tiny_mnist, monkeypatch, capsys):
     """The scheduler's line changed as a student changes it, to CosineAnnealingLR over the same total_steps: a
     run interrupted in epoch 2 carries on to the uninterrupted run's weights, and the log and the record claim no
     warm-up or momentum range, which were OneCycleLR's. Before, every reader called its checkpoint damaged: the
     schema knew OneCycleLR's state alone."""
-    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)
 
     def run(folder, log=lambda message: None, **options):
@@ -534,13 +538,6 @@ def test_a_sequence_of_schedulers_resumes_an_interrupted_run_to_the_uninterrupte
     assert "damaged" not in capsys.readouterr().out
 
 
-ONE_CYCLE = torch.optim.lr_scheduler.OneCycleLR
-
-
-def cosine(optimizer, lr, total_steps, **one_cycle_settings):
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-
-
 @pytest.mark.parametrize("trained_with, building, differs", [
     (cosine, ONE_CYCLE, "T_max 48, and the OneCycleLR this code builds has none"),
     (ONE_CYCLE, cosine, "total_steps 48, and the CosineAnnealingLR this code builds has none"),
@@ -574,11 +571,11 @@ def test_a_finished_run_of_another_scheduler_extended_learns_in_its_new_epochs_a
     rate the run had ended at, 0: the added epoch left every weight where it was, and --lr was ignored in silence."""
     schedules = []
 
-    def cosine(optimizer, lr, total_steps, **one_cycle_settings):
-        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps))
+    def recorded_cosine(optimizer, lr, total_steps, **one_cycle_settings):
+        schedules.append(cosine(optimizer, lr, total_steps))
         return schedules[-1]
 
-    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", cosine)
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", recorded_cosine)
     finished, path, _ = train.train(quiet_config(tmp_path), data=tiny_mnist, log=lambda message: None)
     said = []
     extended, _, history = train.train(quiet_config(tmp_path, epochs=2, lr=0.1, resume=str(path)), data=tiny_mnist,
