@@ -510,18 +510,26 @@ def test_another_torch_scheduler_in_the_scheduler_line_trains_resumes_and_every_
     assert "damaged" not in capsys.readouterr().out
 
 
-def test_a_sequence_of_schedulers_resumes_an_interrupted_run_to_the_uninterrupted_weights(tmp_path, tiny_mnist,
-                                                                                         monkeypatch, capsys):
-    """SequentialLR (a linear warm-up, then cosine), a common line for a student to write: its checkpoints are
-    read, and its own schedulers' places are restored with its own, so an interrupted run carries on to the
-    uninterrupted run's weights. Before, every reader called its checkpoint damaged ("_schedulers ... a shared
-    reference": the schema's first try at the list had marked it seen)."""
-    def warm_then_cosine(optimizer, lr, total_steps, **one_cycle_settings):
-        lr_scheduler = torch.optim.lr_scheduler
-        return lr_scheduler.SequentialLR(optimizer, [lr_scheduler.LinearLR(optimizer, 0.1, total_iters=10),
-                                                     lr_scheduler.CosineAnnealingLR(optimizer, total_steps - 10)], [10])
+def warm_then_cosine(optimizer, lr, total_steps, **one_cycle_settings):
+    lr_scheduler = torch.optim.lr_scheduler
+    return lr_scheduler.SequentialLR(optimizer, [lr_scheduler.LinearLR(optimizer, 0.1, total_iters=10),
+                                                 lr_scheduler.CosineAnnealingLR(optimizer, total_steps - 10)], [10])
 
-    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", warm_then_cosine)
+
+def warm_restarts(optimizer, lr, total_steps, **one_cycle_settings):
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=7, T_mult=2)
+
+
+@pytest.mark.parametrize("scheduler", [warm_then_cosine, warm_restarts])
+def test_a_scheduler_that_keeps_more_than_its_step_resumes_an_interrupted_run_to_the_uninterrupted_weights(
+        scheduler, tmp_path, tiny_mnist, monkeypatch, capsys):
+    """SequentialLR (a linear warm-up, then cosine) and CosineAnnealingWarmRestarts, common lines for a student to
+    write, keep more of where they are than their step count: their own schedulers' places, the place in the
+    period and its length. Their checkpoints are read, and an interrupted run carries on to the uninterrupted run's
+    weights. Before, every reader called SequentialLR's checkpoint damaged ("_schedulers ... a shared reference":
+    the schema's first try at the list had marked it seen); a resume compared its schedulers' places, and the
+    place in the period, as settings, and refused them."""
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler)
 
     def run(folder, log=lambda message: None, **options):
         return train.train(quiet_config(tmp_path / folder, epochs=3, seed=3, **options), data=tiny_mnist, log=log)[0]

@@ -244,8 +244,10 @@ def restore_optimizer(optimizer, state: dict, path, settings=True) -> None:
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
-# a scheduler's state: where it is in its schedule (these keys), and what the schedule is (every other)
-WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose")
+# a scheduler's state: where it is in its schedule (these keys: CosineAnnealingWarmRestarts keeps its place in the
+# period too, ReduceLROnPlateau its best loss and counters), and what the schedule is (every other)
+WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose",
+         "T_cur", "T_i", "best", "num_bad_epochs", "cooldown_counter")
 
 
 def restore_schedule(scheduler, recorded: dict, path) -> None:
