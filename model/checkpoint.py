@@ -15,7 +15,7 @@ from model.placement import (accelerator_rng_states, describe, peak_memory_mb, p
                              restore_accelerator_rng_states, splittable)
 from model.predict import finite_on_plain_digits, plain_digit_logits
 from utils.checkpoint import (RECIPE, checkpoint_file, load_checkpoint, restore_optimizer, restore_schedule,
-                              save_new, save_over)
+                              save_new, save_over, steps_taken)
 from utils.errors import UserError, shown
 from utils.flags import MAX_WIDTH
 from utils import schema
@@ -177,7 +177,7 @@ class Run:
         state = resumed[0]
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
         self.same_run = (state["planned_epochs"] == config.epochs
-                         and schedule["last_epoch"] == state["epochs"] * steps_per_epoch  # as many steps an epoch
+                         and steps_taken(schedule) == state["epochs"] * steps_per_epoch  # as many steps an epoch
                          and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
                                  if key in recipe))
         epochs = config.epochs if self.same_run else config.epochs - state["epochs"]

@@ -520,15 +520,27 @@ def warm_restarts(optimizer, lr, total_steps, **one_cycle_settings):
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=7, T_mult=2)
 
 
-@pytest.mark.parametrize("scheduler", [warm_then_cosine, warm_restarts])
-def test_a_scheduler_that_keeps_more_than_its_step_resumes_an_interrupted_run_to_the_uninterrupted_weights(
-        scheduler, tmp_path, tiny_mnist, monkeypatch, capsys):
-    """SequentialLR (a linear warm-up, then cosine) and CosineAnnealingWarmRestarts, common lines for a student to
-    write, keep more of where they are than their step count: their own schedulers' places, the place in the
-    period and its length. Their checkpoints are read, and an interrupted run carries on to the uninterrupted run's
-    weights. Before, every reader called SequentialLR's checkpoint damaged ("_schedulers ... a shared reference":
-    the schema's first try at the list had marked it seen); a resume compared its schedulers' places, and the
-    place in the period, as settings, and refused them."""
+def milestones(optimizer, lr, total_steps, **one_cycle_settings):
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[10, 30], gamma=0.5)
+
+
+def chained(optimizer, lr, total_steps, **one_cycle_settings):
+    lr_scheduler = torch.optim.lr_scheduler
+    return lr_scheduler.ChainedScheduler([lr_scheduler.LinearLR(optimizer, 0.1, total_iters=10),
+                                          lr_scheduler.ExponentialLR(optimizer, 0.99)])
+
+
+@pytest.mark.parametrize("scheduler", [warm_then_cosine, warm_restarts, milestones, chained])
+def test_torch_s_other_schedulers_resume_an_interrupted_run_to_the_uninterrupted_weights(scheduler, tmp_path,
+                                                                                          tiny_mnist, monkeypatch,
+                                                                                          capsys):
+    """Common lines for a student to write, whose state is more than a step count and plain settings: SequentialLR
+    (a linear warm-up, then cosine) and ChainedScheduler keep their own schedulers' places, CosineAnnealingWarmRestarts
+    its place in the period and its length, MultiStepLR its milestones as counts. Their checkpoints are read, and an
+    interrupted run carries on to the uninterrupted run's weights. Before, every reader called the checkpoints of
+    SequentialLR ("_schedulers ... a shared reference": the schema's first try at the list had marked it seen),
+    ChainedScheduler ("no last_epoch": it keeps none of its own) and MultiStepLR ("milestones is a dict") damaged; a
+    resume compared the schedulers' places, and the place in the period, as settings, and refused them."""
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler)
 
     def run(folder, log=lambda message: None, **options):
@@ -717,6 +729,7 @@ DAMAGED = {
     "schedule_backwards": {"schedule_state": {"last_epoch": 900, "total_steps": 100}},
     "schedule_text": {"schedule_state": "halfway"},
     "schedule_of_one_cycle_without_its_end": {"schedule_state": {"last_epoch": 750, "_anneal_func_type": "cos"}},
+    "schedule_without_steps": {"schedule_state": {"T_max": 100, "_schedulers": [{"T_max": 100}]}},
     # found by bench/fuzz.py:
     "schedule_tensor": {"schedule_state": torch.randn(20, 10, 3, 3)},  # its repr took 40 lines
     "split_tensor": {"placement": {"early": "cpu", "late": "cpu", "split": torch.ones(3)}},  # RuntimeError

@@ -90,7 +90,8 @@ def load_checkpoint(path, name=None) -> dict:
 
 
 PLAIN = Either((Kind(bool), Kind(type(None)), Number(-math.inf, math.inf), Text(40)))  # inf: ReduceLROnPlateau's
-SETTINGS = Either((PLAIN, Seq(PLAIN, 16)))  # a scheduler's
+WHOLE = Number(0, 2**40, whole=True)
+SETTINGS = Either((PLAIN, Seq(PLAIN, 16), Mapping(WHOLE, WHOLE, 64)))  # a scheduler's (MultiStepLR's milestones)
 SETTING = Either((Kind(bool), Kind(type(None)), Number(0, 1e12), Text(40), Seq(Number(0, 1e12), 4)))  # torch.optim's
 POINT = Seq(Number(0, 1e12), 4, 3)  # a training curve's: (images seen, loss, accuracy[, cross-entropy])
 EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number(0, 1e12),
@@ -106,9 +107,10 @@ RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole
                  "warmup": Number(0, 0.99), "momentum": Seq(Number(0, 0.999), 2, 2),
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
                 optional=frozenset({"optimizer", "momentum", "warmup"}))
-STEPS = Number(0, 2**40, whole=True)
+STEPS = WHOLE
 # OneCycleLR.state_dict() (torch versions differ in the optional keys), or another scheduler's: its own settings
-# (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads last_epoch, and total_steps where it is.
+# (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads its steps (steps_taken), and total_steps
+# where it is.
 SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STEPS,
                    "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
                                                    "end_lr": Text(20), "start_momentum": Text(20),
@@ -117,9 +119,9 @@ SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STE
                    "use_beta1": Kind(bool), "base_lrs": Seq(Number(0, 1e12), 16), "_last_lr": Seq(Number(0, 1e12), 16),
                    "_is_initial": Kind(bool), "_get_lr_called_within_step": Kind(bool),
                    "verbose": Either((Kind(bool), Text(20)))},
-                  optional=frozenset({"total_steps", "_step_count", "_schedule_phases", "_anneal_func_type",
-                                      "cycle_momentum", "use_beta1", "base_lrs", "_last_lr", "_is_initial",
-                                      "_get_lr_called_within_step", "verbose"}),
+                  optional=frozenset({"total_steps", "last_epoch", "_step_count", "_schedule_phases",
+                                      "_anneal_func_type", "cycle_momentum", "use_beta1", "base_lrs", "_last_lr",
+                                      "_is_initial", "_get_lr_called_within_step", "verbose"}),
                   rest=Either((SETTINGS, Seq(Record({}, rest=SETTINGS), 8))))
 GENERATOR = Tensor((torch.uint8,), (tuple(torch.get_rng_state().shape),))  # a CPU generator's state
 DEVICE_GENERATOR = Tensor((torch.uint8,), longest=2**16)  # a CUDA or MPS generator's state
@@ -179,13 +181,23 @@ def checked(state, path) -> dict:
         "history does not hold one record per epoch": [entry["epoch"] for entry in history]
         != list(range(1, state["epochs"] + 1)),
         "epochs is more than planned_epochs": state["epochs"] > state["planned_epochs"],
-        "schedule_state is past its last step": schedule["last_epoch"] > schedule.get("total_steps", math.inf),
+        "schedule_state has no step count (last_epoch)": steps_taken(schedule) is None,
+        "schedule_state is past its last step": (steps_taken(schedule) or 0) > schedule.get("total_steps", math.inf),
         "schedule_state has no total_steps": "total_steps" not in schedule  # OneCycleLR's, unless another's
         and schedule.keys() <= SCHEDULE.fields.keys()}
     wrong = next((problem for problem, found in inconsistent.items() if found), None)
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {wrong}")
     return state
+
+
+def steps_taken(schedule: dict):
+    """The steps a recorded schedule has taken: its last_epoch, or ChainedScheduler's, which keeps none of its own:
+    its first scheduler's (each takes every step). None where there is no count."""
+    inner = schedule.get("_schedulers")
+    first = inner[0] if type(inner) is list and inner and type(inner[0]) is dict else {}
+    steps = schedule.get("last_epoch", first.get("last_epoch"))
+    return steps if is_number(steps) else None
 
 
 def upgraded(state, path):
