@@ -74,8 +74,7 @@ def load_model(path, placement_mode="auto", device=None, name=None) -> tuple[nn.
     """Rebuild the network a checkpoint records, for this machine: the recorded split between the devices, the
     devices found here (or asked for). Returns the model in eval mode and the checkpoint."""
     state = load_checkpoint(path, name)
-    model = build_model(**state["build_model"])
-    plain_digit_logits(model)  # a lazy layer (nn.LazyLinear) takes its shape from its first input
+    model = built(**state["build_model"])
     load_weights(model, state, name or path)
     split = state["placement"]["split"] if splittable(model) else None  # a model of its own runs on one device
     place(model, resolve_placement(placement_mode, device, split=split, model=model))
@@ -118,15 +117,17 @@ def replaced(config, **changes):
 SCHEDULE = ("lr", "warmup", "momentum")  # what the one-cycle schedule is made of, besides its length
 
 
+def built(channels, dropout) -> nn.Module:
+    """build_model's network, its lazy layers (nn.LazyLinear) shaped by a first input."""
+    model = build_model(channels, dropout)
+    plain_digit_logits(model)
+    return model
+
+
 def ignored_flag(model: nn.Module, config) -> str | None:
     """--channels or --dropout, where given and build_model makes the same network whatever its value (a network
     of one's own may have its own): built again with another value, its layers keep their shapes (widths), or from
     the same weights and random numbers it gives the same outputs in training (dropout)."""
-    def built(channels, dropout):
-        network = uncompiled(build_model(channels, dropout))
-        plain_digit_logits(network)  # a lazy layer takes its shape from its first input
-        return network
-
     def trained_output(network):
         torch.default_generator.manual_seed(0)  # the CPU's alone: torch.manual_seed would reseed an accelerator too
         return plain_digit_logits(network, training=True)
@@ -134,11 +135,11 @@ def ignored_flag(model: nn.Module, config) -> str | None:
     with torch.random.fork_rng(devices=[]):  # the run's random numbers stay where they were
         if "channels" in config.given:
             other = [width + 1 if width < MAX_WIDTH else width - 1 for width in config.channels]
-            if layer_shapes(built(other, config.dropout).state_dict()) == layer_shapes(model.state_dict()):
+            if layer_shapes(uncompiled(built(other, config.dropout)).state_dict()) == layer_shapes(model.state_dict()):
                 return "--channels"
         if "dropout" in config.given:
             another = 0.5 if config.dropout < 0.5 else 0.25
-            one, other = built(config.channels, config.dropout), built(config.channels, another)
+            one, other = (uncompiled(built(config.channels, dropout)) for dropout in (config.dropout, another))
             other.load_state_dict(one.state_dict())
             if torch.equal(trained_output(one), trained_output(other)):
                 return "--dropout"
@@ -151,16 +152,17 @@ class Run:
 
     def __init__(self, config, model, placement, log=print):
         writable_folder(config.models_dir)  # before the work: an unwritable folder must not cost a training run
+        model = uncompiled(model)  # checked as it is (a compiled one would be traced for it), and recorded so
         shape = tuple(plain_digit_logits(model).shape)
         if shape != (3, 10):  # training would go on with it in silence, or fail deep in the loss
             raise UserError(f"build_model's network turns a batch of 3 digits into a tensor of shape {shape}, not "
                             "(3, 10): one logit per digit class")
-        flag = ignored_flag(uncompiled(model), config)
+        flag = ignored_flag(model, config)
         if flag:
             value = widths_text(config.channels) if flag == "--channels" else f"{config.dropout:g}"
             raise UserError(f"{flag} {value}: build_model makes the same network whatever its value (one of your own "
                             f"has its own): leave {flag} out, or make build_model use it")
-        self.config, self.model, self.placement, self.log = config, uncompiled(model), placement, log
+        self.config, self.model, self.placement, self.log = config, model, placement, log
         self.history, self.path, self.same_run = [], None, False
 
     def plan(self, resumed, images: int) -> tuple[int, int]:

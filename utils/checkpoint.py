@@ -90,8 +90,8 @@ def load_checkpoint(path, name=None) -> dict:
 
 
 PLAIN = Either((Kind(bool), Kind(type(None)), Number(-math.inf, math.inf), Text(40)))  # inf: ReduceLROnPlateau's
-WHOLE = Number(0, 2**40, whole=True)
-SETTINGS = Either((PLAIN, Seq(PLAIN, 16), Mapping(WHOLE, WHOLE, 64)))  # a scheduler's (MultiStepLR's milestones)
+STEPS = Number(0, 2**40, whole=True)
+SETTINGS = Either((PLAIN, Seq(PLAIN, 16), Mapping(STEPS, STEPS, 64)))  # a scheduler's (MultiStepLR's milestones)
 SETTING = Either((Kind(bool), Kind(type(None)), Number(0, 1e12), Text(40), Seq(Number(0, 1e12), 4)))  # torch.optim's
 POINT = Seq(Number(0, 1e12), 4, 3)  # a training curve's: (images seen, loss, accuracy[, cross-entropy])
 EPOCH = Record({"epoch": Number(1, MAX_EPOCHS, whole=True), "train_loss": Number(0, 1e12),
@@ -107,7 +107,6 @@ RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole
                  "warmup": Number(0, 0.99), "momentum": Seq(Number(0, 0.999), 2, 2),
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
                 optional=frozenset({"optimizer", "momentum", "warmup"}))
-STEPS = WHOLE
 # OneCycleLR.state_dict() (torch versions differ in the optional keys), or another scheduler's: its own settings
 # (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads its steps (steps_taken), and total_steps
 # where it is.
@@ -174,6 +173,7 @@ def checked(state, path) -> dict:
     except Invalid as error:
         raise UserError(f"{path}: damaged checkpoint: {error}") from None
     history, schedule = state["history"], state["schedule_state"]
+    steps = steps_taken(schedule)
     tops = {name.split(".")[0] for name in state["layers"]}  # a sequence's children are 0, 1, ...
     children = 1 + max(map(int, tops)) if tops and all(top.isdigit() for top in tops) else None
     inconsistent = {  # each part fits its schema: do they fit each other?
@@ -181,8 +181,8 @@ def checked(state, path) -> dict:
         "history does not hold one record per epoch": [entry["epoch"] for entry in history]
         != list(range(1, state["epochs"] + 1)),
         "epochs is more than planned_epochs": state["epochs"] > state["planned_epochs"],
-        "schedule_state has no step count (last_epoch)": steps_taken(schedule) is None,
-        "schedule_state is past its last step": (steps_taken(schedule) or 0) > schedule.get("total_steps", math.inf),
+        "schedule_state has no step count (last_epoch)": steps is None,
+        "schedule_state is past its last step": (steps or 0) > schedule.get("total_steps", math.inf),
         "schedule_state has no total_steps": "total_steps" not in schedule  # OneCycleLR's, unless another's
         and schedule.keys() <= SCHEDULE.fields.keys()}
     wrong = next((problem for problem, found in inconsistent.items() if found), None)
