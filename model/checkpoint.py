@@ -167,9 +167,9 @@ class Run:
 
     def plan(self, resumed, images: int) -> tuple[int, int]:
         """Where a run on `images` training images starts: (epochs done, steps its schedule spans). A resumed run
-        carries its schedule on where it is the same run (its --epochs, its steps an epoch, its learning rates); a
-        longer run than planned, or one given another batch size or learning rate, gets a fresh schedule over the
-        epochs left."""
+        carries its schedule on where it is the same run (its --epochs, its steps an epoch, or one, its learning
+        rates); a longer run than planned, or one given another batch size or learning rate, gets a fresh schedule
+        over the epochs left."""
         config = self.config
         if config.batch_size > images:  # one step an epoch: it would learn next to nothing
             raise UserError(f"--batch-size {config.batch_size} is more than the {images:,} training images")
@@ -179,7 +179,8 @@ class Run:
         state = resumed[0]
         recipe, schedule = state["hyperparameters"], state["schedule_state"]  # as the schema has them
         self.same_run = (state["planned_epochs"] == config.epochs
-                         and steps_taken(schedule) == state["epochs"] * steps_per_epoch  # as many steps an epoch
+                         and steps_taken(schedule) in (state["epochs"] * steps_per_epoch,  # as many steps an epoch
+                                                       state["epochs"])  # or stepped once an epoch
                          and all(tuple_of(recipe.get(key)) == tuple_of(getattr(config, key)) for key in SCHEDULE
                                  if key in recipe))
         epochs = config.epochs if self.same_run else config.epochs - state["epochs"]

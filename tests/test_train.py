@@ -558,6 +558,36 @@ def test_torch_s_other_schedulers_resume_an_interrupted_run_to_the_uninterrupted
     assert "damaged" not in capsys.readouterr().out
 
 
+def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uninterrupted_weights(tmp_path,
+                                                                                                   tiny_mnist,
+                                                                                                   monkeypatch):
+    """pytorch/examples' way: StepLR, its step() moved out of the batches' loop to once an epoch, before the
+    epoch's checkpoint. Its step count is the epochs done, not the steps: before, a resume took that for another
+    run's schedule and started a fresh one, back at the peak learning rate, away from the uninterrupted weights."""
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR",
+                        lambda optimizer, *args, **settings: torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5))
+    batches_loop = train.train_one_epoch
+
+    def stepped_once_an_epoch(model, optimizer, scheduler, *args):
+        result = batches_loop(model, optimizer, argparse.Namespace(step=lambda: None), *args)
+        scheduler.step()
+        return result
+
+    monkeypatch.setattr(train, "train_one_epoch", stepped_once_an_epoch)
+
+    def run(folder, log=lambda message: None, **options):
+        return train.train(quiet_config(tmp_path / folder, epochs=3, seed=3, **options), data=tiny_mnist, log=log)[0]
+
+    straight = run("straight")
+    with pytest.raises(KeyboardInterrupt):
+        run("interrupted", log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
+    said = []
+    resumed = run("resumed", log=said.append, resume=str(path))
+    assert any(line.endswith("carrying on its schedule") for line in said), said
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
 @pytest.mark.parametrize("trained_with, building, differs", [
     (cosine, ONE_CYCLE, "T_max 48, and the OneCycleLR this code builds has none"),
     (ONE_CYCLE, cosine, "total_steps 48, and the CosineAnnealingLR this code builds has none"),
