@@ -558,25 +558,29 @@ def test_torch_s_other_schedulers_resume_an_interrupted_run_to_the_uninterrupted
     assert "damaged" not in capsys.readouterr().out
 
 
-def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uninterrupted_weights(tmp_path,
-                                                                                                   tiny_mnist,
-                                                                                                   monkeypatch):
+@pytest.mark.parametrize("scheduler, step", [
+    (lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5), lambda scheduler, loss: scheduler.step()),
+    (lambda optimizer: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0),
+     lambda scheduler, loss: scheduler.step(loss))], ids=["StepLR", "ReduceLROnPlateau"])
+def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uninterrupted_weights(
+        scheduler, step, tmp_path, tiny_mnist, monkeypatch):
     """pytorch/examples' way: StepLR, its step() moved out of the batches' loop to once an epoch, before the
-    epoch's checkpoint. Its step count is the epochs done, not the steps: before, a resume took that for another
-    run's schedule and started a fresh one, back at the peak learning rate, away from the uninterrupted weights."""
+    epoch's checkpoint (or ReduceLROnPlateau, given the epoch's loss). Its step count is the epochs done, not the
+    steps: before, a resume took that for another run's schedule and started a fresh one, back at the peak
+    learning rate, away from the uninterrupted weights."""
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR",
-                        lambda optimizer, *args, **settings: torch.optim.lr_scheduler.StepLR(optimizer, 1, 0.5))
+                        lambda optimizer, *args, **settings: scheduler(optimizer))
     batches_loop = train.train_one_epoch
 
     def stepped_once_an_epoch(model, optimizer, scheduler, *args):
         result = batches_loop(model, optimizer, argparse.Namespace(step=lambda: None), *args)
-        scheduler.step()
+        step(scheduler, result[0])
         return result
 
     monkeypatch.setattr(train, "train_one_epoch", stepped_once_an_epoch)
 
     def run(folder, log=lambda message: None, **options):
-        return train.train(quiet_config(tmp_path / folder, epochs=3, seed=3, **options), data=tiny_mnist, log=log)[0]
+        return train.train(quiet_config(tmp_path / folder, epochs=4, seed=3, **options), data=tiny_mnist, log=log)[0]
 
     straight = run("straight")
     with pytest.raises(KeyboardInterrupt):
