@@ -592,6 +592,23 @@ def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uni
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
+def test_a_tampered_place_in_another_scheduler_s_period_is_one_line(tmp_path, tiny_mnist, monkeypatch):
+    """CosineAnnealingWarmRestarts' place in its period is taken from the record when an interrupted run carries
+    on: a period of 0 steps was a ZeroDivisionError traceback at the first step, one of -5 trained on in silence."""
+    monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", warm_restarts)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(quiet_config(tmp_path, epochs=3), data=tiny_mnist, log=interrupt_in_epoch_2)
+    (path,) = (tmp_path / "models").glob("*.pth")
+    state = torch.load(path, weights_only=True)
+    for period in (0, -5):
+        torch.save(state | {"schedule_state": state["schedule_state"] | {"T_i": period}}, tmp_path / "tampered.pth")
+        with pytest.raises(UserError) as refused:
+            train.train(quiet_config(tmp_path, epochs=3, resume=str(tmp_path / "tampered.pth")), data=tiny_mnist,
+                        log=lambda message: None)
+        assert str(refused.value) == (f"{tmp_path / 'tampered.pth'}: damaged checkpoint: schedule_state['T_i'] is "
+                                      f"{period}, not from 1 to 1.09951e+12")
+
+
 @pytest.mark.parametrize("trained_with, building, differs", [
     (cosine, ONE_CYCLE, "T_max 48, and the OneCycleLR this code builds has none"),
     (ONE_CYCLE, cosine, "total_steps 48, and the CosineAnnealingLR this code builds has none"),
@@ -764,6 +781,12 @@ DAMAGED = {
     "schedule_text": {"schedule_state": "halfway"},
     "schedule_of_one_cycle_without_its_end": {"schedule_state": {"last_epoch": 750, "_anneal_func_type": "cos"}},
     "schedule_without_steps": {"schedule_state": {"T_max": 100, "_schedulers": [{"T_max": 100}]}},
+    # counters a resume takes from the record (a traceback, or learning rates from nowhere, before):
+    "schedule_period_text": {"schedule_state": {"last_epoch": 16, "T_cur": "x", "T_i": 7}},
+    "schedule_period_of_none": {"schedule_state": {"last_epoch": 16, "T_cur": 2, "T_i": 0}},
+    "schedule_best_text": {"schedule_state": {"last_epoch": 1, "best": "low", "num_bad_epochs": 0}},
+    "schedule_inner_steps_text": {"schedule_state": {"last_epoch": 16, "_milestones": [10],
+                                                     "_schedulers": [{"last_epoch": "x"}]}},
     # found by bench/fuzz.py:
     "schedule_tensor": {"schedule_state": torch.randn(20, 10, 3, 3)},  # its repr took 40 lines
     "split_tensor": {"placement": {"early": "cpu", "late": "cpu", "split": torch.ones(3)}},  # RuntimeError

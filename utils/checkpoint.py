@@ -107,21 +107,22 @@ RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole
                  "warmup": Number(0, 0.99), "momentum": Seq(Number(0, 0.999), 2, 2),
                  "shift": Number(0, 4, whole=True), "clean_last_epoch": Kind(bool), "augment": Kind(bool)},
                 optional=frozenset({"optimizer", "momentum", "warmup"}))
-# OneCycleLR.state_dict() (torch versions differ in the optional keys), or another scheduler's: its own settings
-# (T_max, gamma, SequentialLR's schedulers) as plain values. A run reads its steps (steps_taken), and total_steps
+# A scheduler's state: where it is (COUNTERS, which a resume takes from the record, so typed here: the step counts,
+# CosineAnnealingWarmRestarts' place in its period, ReduceLROnPlateau's best loss and counters), and what the
+# schedule is (every other key: plain values, which a resume compares with the scheduler the code builds; OneCycleLR's
+# by name, torch's versions differ in the optional keys). A run reads its steps (steps_taken), and total_steps
 # where it is.
-SCHEDULE = Record({"total_steps": STEPS, "last_epoch": STEPS, "_step_count": STEPS,
-                   "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
-                                                   "end_lr": Text(20), "start_momentum": Text(20),
-                                                   "end_momentum": Text(20)}), 3, 2),
-                   "_anneal_func_type": Text(6, ("cos", "linear")), "cycle_momentum": Kind(bool),
-                   "use_beta1": Kind(bool), "base_lrs": Seq(Number(0, 1e12), 16), "_last_lr": Seq(Number(0, 1e12), 16),
-                   "_is_initial": Kind(bool), "_get_lr_called_within_step": Kind(bool),
-                   "verbose": Either((Kind(bool), Text(20)))},
-                  optional=frozenset({"total_steps", "last_epoch", "_step_count", "_schedule_phases",
-                                      "_anneal_func_type", "cycle_momentum", "use_beta1", "base_lrs", "_last_lr",
-                                      "_is_initial", "_get_lr_called_within_step", "verbose"}),
-                  rest=Either((SETTINGS, Seq(Record({}, rest=SETTINGS), 8))))
+COUNTERS = {"last_epoch": STEPS, "_step_count": STEPS, "_last_lr": Seq(Number(0, 1e12), 16), "_is_initial": Kind(bool),
+            "_get_lr_called_within_step": Kind(bool), "verbose": Either((Kind(bool), Text(20))),
+            "T_cur": Number(0, 2**40), "T_i": Number(1, 2**40, whole=True), "best": Number(-math.inf, math.inf),
+            "num_bad_epochs": STEPS, "cooldown_counter": STEPS}
+ONE_CYCLE = {"total_steps": STEPS, "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
+                                                                   "end_lr": Text(20), "start_momentum": Text(20),
+                                                                   "end_momentum": Text(20)}), 3, 2),
+             "_anneal_func_type": Text(6, ("cos", "linear")), "cycle_momentum": Kind(bool), "use_beta1": Kind(bool),
+             "base_lrs": Seq(Number(0, 1e12), 16)}
+SCHEDULE = Record(COUNTERS | ONE_CYCLE, optional=frozenset(COUNTERS | ONE_CYCLE), rest=Either((
+    SETTINGS, Seq(Record(COUNTERS, optional=frozenset(COUNTERS), rest=SETTINGS), 8))))
 GENERATOR = Tensor((torch.uint8,), (tuple(torch.get_rng_state().shape),))  # a CPU generator's state
 DEVICE_GENERATOR = Tensor((torch.uint8,), longest=2**16)  # a CUDA or MPS generator's state
 WEIGHTS = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
@@ -256,12 +257,6 @@ def restore_optimizer(optimizer, state: dict, path, settings=True) -> None:
     optimizer.load_state_dict(saved | {"param_groups": groups})
 
 
-# a scheduler's state: where it is in its schedule (these keys: CosineAnnealingWarmRestarts keeps its place in the
-# period too, ReduceLROnPlateau its best loss and counters), and what the schedule is (every other)
-WHERE = ("last_epoch", "_step_count", "_last_lr", "_is_initial", "_get_lr_called_within_step", "verbose",
-         "T_cur", "T_i", "best", "num_bad_epochs", "cooldown_counter")
-
-
 def restore_schedule(scheduler, recorded: dict, path) -> None:
     """Carry `scheduler`, as the code at hand built it, on from the step where the recorded schedule stopped;
     refused in one line where the record is of another schedule (another scheduler, or other settings), which
@@ -281,12 +276,12 @@ class Differs(Exception):
 
 def carried_on(built, recorded, key=None):
     """The state of the schedule `built`, at the step where `recorded` (the same schedule) stopped: its own settings
-    and the record's counters (WHERE), at every level (SequentialLR's own schedulers too)."""
+    and the record's counters (COUNTERS), at every level (SequentialLR's own schedulers too)."""
     if type(built) is dict and type(recorded) is dict:
-        missing = [name for name in recorded if name not in built and name not in WHERE]
+        missing = [name for name in recorded if name not in built and name not in COUNTERS]
         if missing:
             raise Differs(missing[0], recorded[missing[0]], "none")
-        return built | {name: value if name in WHERE else carried_on(built[name], value, name)
+        return built | {name: value if name in COUNTERS else carried_on(built[name], value, name)
                         for name, value in recorded.items()}
     if type(built) is list and type(recorded) is list and len(built) == len(recorded):
         return [carried_on(part, there, key) for part, there in zip(built, recorded)]
