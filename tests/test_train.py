@@ -542,18 +542,8 @@ def test_torch_s_other_schedulers_resume_an_interrupted_run_to_the_uninterrupted
     ChainedScheduler ("no last_epoch": it keeps none of its own) and MultiStepLR ("milestones is a dict") damaged; a
     resume compared the schedulers' places, and the place in the period, as settings, and refused them."""
     monkeypatch.setattr(torch.optim.lr_scheduler, "OneCycleLR", scheduler)
-
-    def run(folder, log=lambda message: None, **options):
-        return train.train(quiet_config(tmp_path / folder, epochs=3, seed=3, **options), data=tiny_mnist, log=log)[0]
-
-    straight = run("straight")
-    with pytest.raises(KeyboardInterrupt):
-        run("interrupted", log=interrupt_in_epoch_2)
-    (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
-    said = []
-    resumed = run("resumed", log=said.append, resume=str(path))
-    assert any(line.endswith("carrying on its schedule") for line in said), said
-    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    said, same_weights = interrupted_and_resumed(tmp_path, tiny_mnist, epochs=3)
+    assert any(line.endswith("carrying on its schedule") for line in said) and same_weights, said
     assert run_cli(evaluate.main, [str(tmp_path / "resumed" / "models"), "--list"]) == 0
     assert "damaged" not in capsys.readouterr().out
 
@@ -578,9 +568,15 @@ def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uni
         return result
 
     monkeypatch.setattr(train, "train_one_epoch", stepped_once_an_epoch)
+    said, same_weights = interrupted_and_resumed(tmp_path, tiny_mnist, epochs=4)
+    assert any(line.endswith("carrying on its schedule") for line in said) and same_weights, said
 
+
+def interrupted_and_resumed(tmp_path, data, epochs):
+    """A run of seed 3 interrupted in epoch 2 and resumed, beside the same run uninterrupted: (the resumed run's log,
+    whether it ends at the uninterrupted run's weights)."""
     def run(folder, log=lambda message: None, **options):
-        return train.train(quiet_config(tmp_path / folder, epochs=4, seed=3, **options), data=tiny_mnist, log=log)[0]
+        return train.train(quiet_config(tmp_path / folder, epochs=epochs, seed=3, **options), data=data, log=log)[0]
 
     straight = run("straight")
     with pytest.raises(KeyboardInterrupt):
@@ -588,8 +584,7 @@ def test_a_scheduler_stepped_once_an_epoch_resumes_an_interrupted_run_to_the_uni
     (path,) = (tmp_path / "interrupted" / "models").glob("*.pth")
     said = []
     resumed = run("resumed", log=said.append, resume=str(path))
-    assert any(line.endswith("carrying on its schedule") for line in said), said
-    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+    return said, all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
 
 
 def test_a_tampered_place_in_another_scheduler_s_period_is_one_line(tmp_path, tiny_mnist, monkeypatch):
