@@ -219,7 +219,7 @@ MUTANTS = [
       'steps_taken(schedule) in (state["epochs"] * steps_per_epoch,',
       'schedule.get("total_steps") in (config.epochs * steps_per_epoch,', f"{TRAIN} -k another_torch_scheduler"),
     m("schedule", "a run interrupted under torch 2.6 is refused: its scheduler's verbose taken for a setting",
-      "utils/checkpoint.py", '"verbose": Either((Kind(bool), Text(20))),', "",
+      "utils/checkpoint.py", ', "verbose": Either((Kind(bool), Text(20)))}', "}",
       "tests/test_compatibility.py -k oldest_torch"),
     m("schedule", "a resume takes a scheduler stepped once an epoch for another run's: a fresh schedule",
       "model/checkpoint.py", 'state["epochs"])  # or stepped once an epoch', "-1)", f"{TRAIN} -k stepped_once"),

@@ -112,10 +112,10 @@ RECIPE = Record({"optimizer": Text(40), "batch_size": Number(1, MAX_BATCH, whole
 # schedule is (every other key: plain values, which a resume compares with the scheduler the code builds; OneCycleLR's
 # by name, torch's versions differ in the optional keys). A run reads its steps (steps_taken), and total_steps
 # where it is.
+PLACES = {"T_cur": Number(0, 2**40), "T_i": Number(1, 2**40, whole=True), "best": Number(-math.inf, math.inf),
+          "num_bad_epochs": STEPS, "cooldown_counter": STEPS}  # counters that OneCycleLR does not keep
 COUNTERS = {"last_epoch": STEPS, "_step_count": STEPS, "_last_lr": Seq(Number(0, 1e12), 16), "_is_initial": Kind(bool),
-            "_get_lr_called_within_step": Kind(bool), "verbose": Either((Kind(bool), Text(20))),
-            "T_cur": Number(0, 2**40), "T_i": Number(1, 2**40, whole=True), "best": Number(-math.inf, math.inf),
-            "num_bad_epochs": STEPS, "cooldown_counter": STEPS}
+            "_get_lr_called_within_step": Kind(bool), "verbose": Either((Kind(bool), Text(20)))} | PLACES
 ONE_CYCLE = {"total_steps": STEPS, "_schedule_phases": Seq(Record({"end_step": Number(-1, 2**40), "start_lr": Text(20),
                                                                    "end_lr": Text(20), "start_momentum": Text(20),
                                                                    "end_momentum": Text(20)}), 3, 2),
@@ -185,7 +185,7 @@ def checked(state, path) -> dict:
         "schedule_state has no step count (last_epoch)": steps is None,
         "schedule_state is past its last step": (steps or 0) > schedule.get("total_steps", math.inf),
         "schedule_state has no total_steps": "total_steps" not in schedule  # OneCycleLR's, unless another's
-        and schedule.keys() <= SCHEDULE.fields.keys()}
+        and schedule.keys() <= SCHEDULE.fields.keys() - PLACES.keys()}
     wrong = next((problem for problem, found in inconsistent.items() if found), None)
     if wrong:
         raise UserError(f"{path}: damaged checkpoint: {wrong}")
